@@ -1,0 +1,197 @@
+"""The `farthing` command line. Machine-readable outputs (keys, ids) are printed alone on
+stdout; everything else goes to stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from farthing._errors import FarthingError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Farthing payments platform.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+accounts_app = typer.Typer(no_args_is_help=True, help="Top-level accounts (merchants).")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured numbers.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(bench_app, name="bench")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="FARTHING_DATABASE_URL",
+        help="sqlite:///PATH or postgresql://...; default sqlite:///var/farthing.db",
+    ),
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def init(database_url: DatabaseUrl = None) -> None:
+    """Create or migrate the schema and the default account (idempotent)."""
+    from farthing.auth import ensure_default_tenant  # noqa: PLC0415 - keep CLI start fast.
+    from farthing.config import Settings, ensure_journal_key_file  # noqa: PLC0415
+    from farthing.db.engine import create_engine  # noqa: PLC0415
+    from farthing.db.migrate import upgrade  # noqa: PLC0415
+
+    ensure_journal_key_file()
+    settings = Settings.from_env(database_url=database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            tenant_id = ensure_default_tenant(connection)
+    finally:
+        engine.dispose()
+    _err(f"initialised {engine.url.render_as_string(hide_password=True)} (default {tenant_id})")
+
+
+@keys_app.command("create")
+def keys_create(
+    database_url: DatabaseUrl = None,
+    mode: Annotated[str, typer.Option(help="test or live")] = "test",
+    account: Annotated[str | None, typer.Option(help="acct_... (default account if omitted)")] = None,
+) -> None:
+    """Print one new secret API key, alone on stdout."""
+    from farthing.auth import Mode, create_key, default_tenant_id  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import create_engine  # noqa: PLC0415
+
+    if mode not in ("test", "live"):
+        raise typer.BadParameter("mode must be test or live", param_hint="--mode")
+    engine = create_engine(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with engine.begin() as connection:
+            tenant_id = account or default_tenant_id(connection)
+            if tenant_id is None:
+                _err("no default account: run `farthing init` first")
+                raise typer.Exit(1)
+            secret = create_key(connection, tenant_id=tenant_id, mode=Mode(mode))
+    finally:
+        engine.dispose()
+    typer.echo(secret)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Option(help="Display name")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a top-level account; print its acct_... id alone on stdout."""
+    from farthing.auth import create_tenant  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import create_engine  # noqa: PLC0415
+
+    if not 0 < len(name) <= 200:  # noqa: PLR2004
+        raise typer.BadParameter("1 to 200 characters", param_hint="--name")
+    engine = create_engine(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with engine.begin() as connection:
+            tenant_id = create_tenant(connection, name=name)
+    finally:
+        engine.dispose()
+    typer.echo(tenant_id)
+
+
+@app.command()
+def serve(
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8420,
+) -> None:
+    """Serve the HTTP API (one process; run several behind a balancer on PostgreSQL)."""
+    import uvicorn  # noqa: PLC0415
+
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.http import create_app  # noqa: PLC0415
+
+    application = create_app(Settings.from_env(database_url=database_url))
+    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def verify(
+    database_url: DatabaseUrl = None,
+    expect_head: Annotated[
+        str | None, typer.Option(help="SEQ:MAC recorded earlier; catches truncation")
+    ] = None,
+) -> None:
+    """Prove the ledger's integrity; exit 0 only if it holds."""
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import create_engine  # noqa: PLC0415
+    from farthing.ledger_service import LedgerService  # noqa: PLC0415
+
+    expected = None
+    if expect_head is not None:
+        seq_text, _, mac = expect_head.partition(":")
+        if not seq_text.isdigit() or len(mac) != 64:  # noqa: PLR2004
+            raise typer.BadParameter("expected SEQ:MAC", param_hint="--expect-head")
+        expected = (int(seq_text), mac)
+    settings = Settings.from_env(database_url=database_url)
+    engine = create_engine(settings.database_url)
+    service = LedgerService(engine, journal_key=settings.journal_key)
+    try:
+        with Progress(transient=True, console=None, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("verifying journal", total=None)
+            report = service.verify(
+                expect_head=expected,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except FarthingError as error:
+        _err(f"FAILED: {error}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    _err(
+        f"ok: {report.entries} journal entries, {report.accounts} accounts, "
+        f"{report.transfers} transfers; head {report.head_seq}:{report.head_mac}"
+    )
+
+
+@bench_app.command("ledger")
+def bench_ledger(  # noqa: PLR0913
+    database_url: DatabaseUrl = None,
+    workload: Annotated[
+        list[str] | None,
+        typer.Option(help="uniform-batched, hot-batched, uniform-single, hot-single, serial-single"),
+    ] = None,
+    transfers: Annotated[int, typer.Option(help="Transfers per batched workload")] = 200_000,
+    single_transfers: Annotated[int, typer.Option(help="Transfers per single workload")] = 20_000,
+    accounts: Annotated[int, typer.Option(help="Accounts to spread transfers over")] = 10_000,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per workload")] = False,
+) -> None:
+    """Create accounts and run transfer workloads; print transfers/s and latency percentiles."""
+    from farthing.bench import WORKLOADS, run_ledger_bench  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+
+    chosen = workload or list(WORKLOADS)
+    unknown = [name for name in chosen if name not in WORKLOADS]
+    if unknown:
+        raise typer.BadParameter(f"unknown workload {unknown[0]!r}", param_hint="--workload")
+    settings = Settings.from_env(database_url=database_url)
+    run_ledger_bench(
+        settings,
+        workloads=chosen,
+        transfers=transfers,
+        single_transfers=single_transfers,
+        accounts=accounts,
+        json_output=json_output,
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except FarthingError as error:
+        _err(f"error: {error}")
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Database adapter: engines, schema and migrations for SQLite and PostgreSQL."""

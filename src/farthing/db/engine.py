@@ -1,0 +1,95 @@
+"""Database engines for the embedded default (SQLite) and production (PostgreSQL).
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so that an acknowledged commit survives power
+loss; PostgreSQL runs with ``synchronous_commit=on``. Either way a request is acknowledged only
+after its commit returned.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+__all__ = ["Dialect", "create_engine", "dialect_of", "normalize_url"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+POOL_SIZE_MAX = 16
+
+
+class Dialect(enum.Enum):
+    """The two supported databases."""
+
+    sqlite = "sqlite"
+    postgresql = "postgresql"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` and ``sqlite:///`` URLs; pick the drivers Farthing uses."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+    msg = f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://..."
+    raise ValueError(msg)
+
+
+def dialect_of(engine: sa.Engine) -> Dialect:
+    return Dialect(engine.dialect.name)
+
+
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Autocommit at the driver level: transactions are begun explicitly (BEGIN IMMEDIATE).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    synchronous = cursor.execute("PRAGMA synchronous").fetchone()[0]
+    cursor.close()
+    assert mode == "wal", mode
+    assert synchronous == 2, synchronous  # 2 = FULL  # noqa: PLR2004
+
+
+def _on_sqlite_begin(connection: sa.Connection) -> None:
+    # The driver runs in autocommit mode, so SQLAlchemy's transactions are begun here. Deferred:
+    # readers never take the write lock; the ledger's write path begins IMMEDIATE itself.
+    connection.exec_driver_sql("BEGIN")
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine with durable settings; creates the SQLite file's directory if needed."""
+    normalized = normalize_url(url)
+    parsed = make_url(normalized)
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database not in (None, "", ":memory:"), "SQLite needs a file"
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            normalized,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=POOL_SIZE_MAX,
+        )
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    engine = sa.create_engine(
+        normalized,
+        connect_args={
+            "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+            "options": "-c synchronous_commit=on -c default_transaction_isolation=read\\ committed",
+        },
+        pool_size=POOL_SIZE_MAX,
+        pool_pre_ping=True,
+    )
+    assert dialect_of(engine) is Dialect.postgresql
+    return engine

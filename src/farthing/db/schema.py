@@ -1,0 +1,183 @@
+"""Table definitions (SQLAlchemy Core); Alembic migrations are generated from them.
+
+Money columns are 64-bit integers in minor units. Transfer rows are append-only: balances after
+each transfer are stored on the row itself, so the balance at any past moment is one indexed
+lookup (never a sum over postings).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "api_keys",
+    "ledger_accounts",
+    "ledger_failed_transfers",
+    "ledger_holds",
+    "ledger_journal",
+    "ledger_journal_head",
+    "ledger_limit_changes",
+    "ledger_transfers",
+    "ledgers",
+    "metadata",
+    "tenants",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL; INTEGER on SQLite so that an INTEGER PRIMARY KEY is the rowid.
+BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # acct_...
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at_ns", BigInt, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # key_...
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    # SHA-256 of the secret; the secret itself is shown once and never stored.
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("redacted", sa.String(40), nullable=False),
+    sa.Column("created_at_ns", BigInt, nullable=False),
+    sa.Column("expires_at_ns", BigInt, nullable=True),
+    sa.Column("revoked_at_ns", BigInt, nullable=True),
+    sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+)
+
+# One ledger per (tenant, mode): test and live never share accounts.
+ledgers = sa.Table(
+    "ledgers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.UniqueConstraint("tenant_id", "mode"),
+)
+
+ledger_accounts = sa.Table(
+    "ledger_accounts",
+    metadata,
+    sa.Column("pk", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("ledger_id", sa.Integer, nullable=False),
+    sa.Column("id", sa.String(64), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("code", sa.Integer, nullable=False),
+    sa.Column("flags", sa.Integer, nullable=False),
+    sa.Column("limit_minor", sa.BigInteger, nullable=False),
+    sa.Column("limit_initial_minor", sa.BigInteger, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=True),
+    sa.Column("debits_pending", sa.BigInteger, nullable=False),
+    sa.Column("debits_posted", sa.BigInteger, nullable=False),
+    sa.Column("credits_pending", sa.BigInteger, nullable=False),
+    sa.Column("credits_posted", sa.BigInteger, nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("journal_seq", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("ledger_id", "id"),
+)
+
+ledger_transfers = sa.Table(
+    "ledger_transfers",
+    metadata,
+    # Unique and strictly increasing in commit order: the transfer's timestamp and its cursor.
+    sa.Column("ts", BigInt, primary_key=True, autoincrement=False),
+    sa.Column("ledger_id", sa.Integer, nullable=False),
+    sa.Column("id", sa.String(80), nullable=False),
+    sa.Column("debit_pk", sa.BigInteger, nullable=False),
+    sa.Column("credit_pk", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("pending_id", sa.String(64), nullable=True),
+    sa.Column("timeout_s", sa.Integer, nullable=False),
+    sa.Column("expires_at_ns", sa.BigInteger, nullable=True),
+    sa.Column("code", sa.Integer, nullable=False),
+    sa.Column("flags", sa.Integer, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=True),
+    sa.Column("journal_seq", sa.BigInteger, nullable=False),
+    # Balances of the debit (dr_) and credit (cr_) accounts right after this transfer.
+    sa.Column("dr_debits_pending", sa.BigInteger, nullable=False),
+    sa.Column("dr_debits_posted", sa.BigInteger, nullable=False),
+    sa.Column("dr_credits_pending", sa.BigInteger, nullable=False),
+    sa.Column("dr_credits_posted", sa.BigInteger, nullable=False),
+    sa.Column("cr_debits_pending", sa.BigInteger, nullable=False),
+    sa.Column("cr_debits_posted", sa.BigInteger, nullable=False),
+    sa.Column("cr_credits_pending", sa.BigInteger, nullable=False),
+    sa.Column("cr_credits_posted", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("ledger_id", "id"),
+    sa.Index(None, "debit_pk", "ts"),
+    sa.Index(None, "credit_pk", "ts"),
+    sa.Index(None, "journal_seq"),
+)
+
+# Derived state of pending transfers (rebuilt and checked by `farthing verify`).
+ledger_holds = sa.Table(
+    "ledger_holds",
+    metadata,
+    sa.Column("transfer_ts", BigInt, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("expires_at_ns", sa.BigInteger, nullable=True),
+    sa.Index(
+        "ix_ledger_holds_due",
+        "expires_at_ns",
+        postgresql_where=sa.text("state = 0 AND expires_at_ns IS NOT NULL"),
+        sqlite_where=sa.text("state = 0 AND expires_at_ns IS NOT NULL"),
+    ),
+)
+
+# Ids whose transfer failed on ledger state; a retry answers id_already_failed.
+ledger_failed_transfers = sa.Table(
+    "ledger_failed_transfers",
+    metadata,
+    sa.Column("ledger_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("result", sa.String(64), nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+)
+
+ledger_limit_changes = sa.Table(
+    "ledger_limit_changes",
+    metadata,
+    sa.Column("ts", BigInt, primary_key=True, autoincrement=False),
+    sa.Column("account_pk", sa.BigInteger, nullable=False, index=True),
+    sa.Column("limit_minor", sa.BigInteger, nullable=False),
+    sa.Column("previous_limit_minor", sa.BigInteger, nullable=False),
+    sa.Column("journal_seq", sa.BigInteger, nullable=False),
+)
+
+ledger_journal = sa.Table(
+    "ledger_journal",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("accounts_count", sa.Integer, nullable=False),
+    sa.Column("limit_changes_count", sa.Integer, nullable=False),
+    sa.Column("transfers_count", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+)
+
+# A single row: the newest journal entry. Locking it serialises appends across processes.
+ledger_journal_head = sa.Table(
+    "ledger_journal_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)

@@ -1,0 +1,7 @@
+"""HTTP adapter: the FastAPI application, its error format and its guards."""
+
+from __future__ import annotations
+
+from farthing.http._app import BODY_BYTES_MAX, create_app
+
+__all__ = ["BODY_BYTES_MAX", "create_app"]

@@ -1,0 +1,66 @@
+"""Tamper-evident journal: canonical record encoding and the keyed hash chain.
+
+Each commit appends one journal entry. Its digest is SHA-256 over the canonical encoding of every
+record the commit wrote (accounts, limit changes, transfers), and its MAC is
+HMAC-SHA256(key, previous MAC || entry fields). Someone who can write to the database but lacks
+the key cannot recompute the MACs, so any edit, deletion or reordering of records or entries is
+detected by recomputing the chain. Truncating the newest entries together with the head is only
+caught by comparing the head with a copy kept elsewhere (``farthing verify --expect-head``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+
+from farthing.ledger._model import Metadata
+
+__all__ = [
+    "GENESIS_MAC",
+    "JOURNAL_KEY_LENGTH_MIN",
+    "digest_records",
+    "encode_metadata",
+    "encode_record",
+    "entry_mac",
+]
+
+JOURNAL_KEY_LENGTH_MIN = 32
+GENESIS_MAC = "0" * 64
+_UNIT = "\x1f"
+_RECORD = "\x1e"
+
+
+def encode_metadata(metadata: Metadata) -> str | None:
+    """Canonical JSON of metadata (sorted keys, escaped control characters); None when empty."""
+    if not metadata:
+        return None
+    return json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True)
+
+
+def encode_record(kind: str, fields: Iterable[object]) -> str:
+    """One record as text; ids cannot hold the separators and metadata is JSON-escaped."""
+    assert len(kind) == 1
+    return kind + _UNIT + _UNIT.join("" if value is None else str(value) for value in fields)
+
+
+def digest_records(records: Iterable[str]) -> str:
+    """SHA-256 over the records of one journal entry, in order."""
+    return hashlib.sha256(_RECORD.join(records).encode()).hexdigest()
+
+
+def entry_mac(  # noqa: PLR0913
+    key: bytes,
+    *,
+    previous_mac: str,
+    seq: int,
+    timestamp_ns: int,
+    counts: tuple[int, int, int],
+    digest: str,
+) -> str:
+    """The chain link: binds this entry to the one before it under the secret key."""
+    assert len(key) >= JOURNAL_KEY_LENGTH_MIN
+    assert seq >= 1
+    message = f"{previous_mac}|{seq}|{timestamp_ns}|{counts[0]}|{counts[1]}|{counts[2]}|{digest}"
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,181 @@
+"""Driver-level SQL of the write path, one class per database.
+
+The hot path bypasses SQLAlchemy's statement layer and talks to the DBAPI connection it pools:
+SQLite gets ``executemany`` and ``json_each`` look-ups; PostgreSQL gets ``= ANY`` look-ups,
+``COPY`` and ``UPDATE ... FROM unnest``. Both take the same row tuples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from farthing.ledger_service._records import ACCOUNT_RECORD_COLUMNS, TRANSFER_COLUMNS
+
+__all__ = ["PostgresOps", "SqlOps", "SqliteOps"]
+
+Row = tuple[Any, ...]
+
+ACCOUNT_COLUMNS = (
+    "pk, ledger_id, id, currency, code, flags, limit_minor, limit_initial_minor, metadata, "
+    "debits_pending, debits_posted, credits_pending, credits_posted"
+)
+STORED_TRANSFER_COLUMNS = (
+    "t.ts, t.ledger_id, t.id, da.id, ca.id, t.amount, t.pending_id, t.timeout_s, "
+    "t.expires_at_ns, t.code, t.flags, t.metadata, h.state"
+)
+_TRANSFER_FROM = (
+    "ledger_transfers t JOIN ledger_accounts da ON da.pk = t.debit_pk "
+    "JOIN ledger_accounts ca ON ca.pk = t.credit_pk "
+    "LEFT JOIN ledger_holds h ON h.transfer_ts = t.ts"
+)
+_INSERT_ACCOUNT_COLUMNS = (*ACCOUNT_RECORD_COLUMNS[1:], "limit_minor") + (
+    "debits_pending",
+    "debits_posted",
+    "credits_pending",
+    "credits_posted",
+)
+
+
+class SqlOps(Protocol):
+    """The statements of one commit, for one database."""
+
+    def begin(self, cursor: Any) -> None: ...
+    def lock_accounts(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]: ...
+    def transfers_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]: ...
+    def transfers_by_ts(self, cursor: Any, timestamps: Sequence[int]) -> list[Row]: ...
+    def failed_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]: ...
+    def lock_head(self, cursor: Any) -> Row: ...
+    def insert_transfers(self, cursor: Any, rows: Sequence[Row]) -> None: ...
+    def update_balances(self, cursor: Any, rows: Sequence[Row]) -> None: ...
+
+
+def _placeholders(count: int, mark: str) -> str:
+    return ", ".join([mark] * count)
+
+
+class SqliteOps:
+    """SQLite: one writer at a time (BEGIN IMMEDIATE), so no row locks are needed."""
+
+    mark = "?"
+
+    def begin(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def lock_accounts(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
+        cursor.execute(
+            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE ledger_id = ? "  # noqa: S608
+            "AND id IN (SELECT value FROM json_each(?))",
+            (ledger_id, json.dumps(list(ids))),
+        )
+        return list(cursor.fetchall())
+
+    def transfers_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
+        cursor.execute(
+            f"SELECT {STORED_TRANSFER_COLUMNS} FROM {_TRANSFER_FROM} "  # noqa: S608
+            "WHERE t.ledger_id = ? AND t.id IN (SELECT value FROM json_each(?))",
+            (ledger_id, json.dumps(list(ids))),
+        )
+        return list(cursor.fetchall())
+
+    def transfers_by_ts(self, cursor: Any, timestamps: Sequence[int]) -> list[Row]:
+        cursor.execute(
+            f"SELECT {STORED_TRANSFER_COLUMNS} FROM {_TRANSFER_FROM} "  # noqa: S608
+            "WHERE t.ts IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(timestamps)),),
+        )
+        return list(cursor.fetchall())
+
+    def failed_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
+        cursor.execute(
+            "SELECT id, result FROM ledger_failed_transfers WHERE ledger_id = ? "
+            "AND id IN (SELECT value FROM json_each(?))",
+            (ledger_id, json.dumps(list(ids))),
+        )
+        return list(cursor.fetchall())
+
+    def lock_head(self, cursor: Any) -> Row:
+        cursor.execute("SELECT seq, ts, mac FROM ledger_journal_head WHERE id = 1")
+        row: Row = cursor.fetchone()
+        return row
+
+    def insert_transfers(self, cursor: Any, rows: Sequence[Row]) -> None:
+        columns = ", ".join(TRANSFER_COLUMNS)
+        marks = _placeholders(len(TRANSFER_COLUMNS), "?")
+        cursor.executemany(
+            f"INSERT INTO ledger_transfers ({columns}) VALUES ({marks})",  # noqa: S608
+            rows,
+        )
+
+    def update_balances(self, cursor: Any, rows: Sequence[Row]) -> None:
+        cursor.executemany(
+            "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, "
+            "credits_pending = ?, credits_posted = ?, limit_minor = ? WHERE pk = ?",
+            rows,
+        )
+
+
+class PostgresOps:
+    """PostgreSQL: accounts locked in primary-key order, so concurrent writers never deadlock."""
+
+    mark = "%s"
+
+    def begin(self, cursor: Any) -> None:
+        del cursor  # psycopg opens the transaction with the first statement.
+
+    def lock_accounts(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
+        cursor.execute(
+            f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts "  # noqa: S608
+            "WHERE ledger_id = %s AND id = ANY(%s) ORDER BY pk FOR UPDATE",
+            (ledger_id, list(ids)),
+        )
+        return list(cursor.fetchall())
+
+    def transfers_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
+        cursor.execute(
+            f"SELECT {STORED_TRANSFER_COLUMNS} FROM {_TRANSFER_FROM} "  # noqa: S608
+            "WHERE t.ledger_id = %s AND t.id = ANY(%s)",
+            (ledger_id, list(ids)),
+        )
+        return list(cursor.fetchall())
+
+    def transfers_by_ts(self, cursor: Any, timestamps: Sequence[int]) -> list[Row]:
+        cursor.execute(
+            f"SELECT {STORED_TRANSFER_COLUMNS} FROM {_TRANSFER_FROM} "  # noqa: S608
+            "WHERE t.ts = ANY(%s)",
+            (list(timestamps),),
+        )
+        return list(cursor.fetchall())
+
+    def failed_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
+        cursor.execute(
+            "SELECT id, result FROM ledger_failed_transfers "
+            "WHERE ledger_id = %s AND id = ANY(%s)",
+            (ledger_id, list(ids)),
+        )
+        return list(cursor.fetchall())
+
+    def lock_head(self, cursor: Any) -> Row:
+        cursor.execute("SELECT seq, ts, mac FROM ledger_journal_head WHERE id = 1 FOR UPDATE")
+        row: Row = cursor.fetchone()
+        return row
+
+    def insert_transfers(self, cursor: Any, rows: Sequence[Row]) -> None:
+        columns = ", ".join(TRANSFER_COLUMNS)
+        with cursor.copy(f"COPY ledger_transfers ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def update_balances(self, cursor: Any, rows: Sequence[Row]) -> None:
+        columns: list[Iterable[int]] = [list(column) for column in zip(*rows, strict=True)]
+        cursor.execute(
+            "UPDATE ledger_accounts a SET debits_pending = v.dp, debits_posted = v.dpo, "
+            "credits_pending = v.cp, credits_posted = v.cpo, limit_minor = v.lim "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+            "%s::bigint[], %s::bigint[]) AS v(dp, dpo, cp, cpo, lim, pk) WHERE a.pk = v.pk",
+            columns,
+        )
+
+
+INSERT_ACCOUNT_COLUMNS = _INSERT_ACCOUNT_COLUMNS

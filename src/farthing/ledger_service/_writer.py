@@ -1,0 +1,471 @@
+"""The write path: one database transaction per group of requests (group commit).
+
+Order inside a commit, chosen so that several processes can write to PostgreSQL at once:
+1. read the pending transfers the events name, only to learn their (immutable) accounts;
+2. lock every account the commit touches, in primary-key order (no deadlock, no overdraft);
+3. read transfers, holds and failed ids again, now that the accounts are locked;
+4. run the pure engine; 5. lock the journal head, stamp timestamps, write rows, append the
+journal entry; 6. commit. Only then are results returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.db.engine import Dialect, dialect_of
+from farthing.ledger import (
+    EXPIRIES_PER_COMMIT_MAX,
+    AccountFlags,
+    CreateTransferResult,
+    HoldState,
+    LedgerSlice,
+    LiveAccount,
+    SetLimitResult,
+    StoredTransfer,
+    TransferFlags,
+    apply_limit_change,
+    create_accounts,
+    create_transfers,
+    digest_records,
+    encode_metadata,
+    entry_mac,
+    expire_due_holds,
+)
+from farthing.ledger_service._records import account_record, limit_change_record, transfer_record
+from farthing.ledger_service._requests import (
+    CreateAccounts,
+    CreateTransfers,
+    Outcome,
+    SetLimit,
+    WriteRequest,
+)
+from farthing.ledger_service._sql import (
+    INSERT_ACCOUNT_COLUMNS,
+    PostgresOps,
+    Row,
+    SqliteOps,
+    SqlOps,
+)
+
+__all__ = ["LedgerWriter", "decode_metadata"]
+
+COMMIT_ATTEMPTS_MAX = 8
+
+
+def decode_metadata(text: str | None) -> tuple[tuple[str, str], ...]:
+    import json  # noqa: PLC0415 - only the rare read of stored metadata needs it.
+
+    if text is None:
+        return ()
+    loaded = json.loads(text)
+    assert isinstance(loaded, dict)
+    return tuple(sorted((str(key), str(value)) for key, value in loaded.items()))
+
+
+@dataclass(slots=True)
+class _LedgerWork:
+    """One ledger's part of a commit."""
+
+    ledger_id: int
+    slice: LedgerSlice
+    account_pks: dict[str, int] = field(default_factory=dict)
+    transfer_ts: dict[str, int] = field(default_factory=dict)
+
+
+class LedgerWriter:
+    """Commits write requests; thread-safe as long as each call uses its own connection."""
+
+    def __init__(self, engine: sa.Engine, *, journal_key: bytes) -> None:
+        self._engine = engine
+        self._key = journal_key
+        self._dialect = dialect_of(engine)
+        self._ops: SqlOps = SqliteOps() if self._dialect is Dialect.sqlite else PostgresOps()
+
+    def commit(self, requests: Sequence[WriteRequest]) -> list[Outcome]:
+        """Apply the requests in order in one transaction; results only after the commit."""
+        for attempt in range(COMMIT_ATTEMPTS_MAX):
+            try:
+                return self._commit_once(requests)
+            except Exception as error:
+                if not _is_retryable(error) or attempt + 1 == COMMIT_ATTEMPTS_MAX:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, requests: Sequence[WriteRequest]) -> list[Outcome]:
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                self._ops.begin(cursor)
+                outcomes = self._run(cursor, requests)
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
+        return outcomes
+
+    def _run(self, cursor: Any, requests: Sequence[WriteRequest]) -> list[Outcome]:
+        now_ns = time.time_ns()
+        works: dict[int, _LedgerWork] = {}
+        for request in requests:
+            if request.ledger_id not in works:
+                works[request.ledger_id] = _LedgerWork(request.ledger_id, LedgerSlice(now_ns))
+        due = self._due_holds(cursor, now_ns, works)
+        self._load(cursor, requests, works, due)
+        for work in works.values():
+            expire_due_holds(work.slice)
+        outcomes = [_apply(works[request.ledger_id].slice, request) for request in requests]
+        self._write(cursor, now_ns, list(works.values()))
+        return outcomes
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _due_holds(
+        self, cursor: Any, now_ns: int, works: dict[int, _LedgerWork]
+    ) -> dict[int, list[Row]]:
+        """Pending transfers whose timeout passed, grouped by ledger (bounded per commit)."""
+        cursor.execute(
+            "SELECT transfer_ts FROM ledger_holds WHERE state = 0 "
+            f"AND expires_at_ns IS NOT NULL AND expires_at_ns <= {int(now_ns)} "
+            f"ORDER BY expires_at_ns LIMIT {EXPIRIES_PER_COMMIT_MAX}"
+        )
+        timestamps = [row[0] for row in cursor.fetchall()]
+        grouped: dict[int, list[Row]] = {}
+        if timestamps:
+            for row in self._ops.transfers_by_ts(cursor, timestamps):
+                grouped.setdefault(row[1], []).append(row)
+                if row[1] not in works:
+                    works[row[1]] = _LedgerWork(row[1], LedgerSlice(now_ns))
+        return grouped
+
+    def _load(
+        self,
+        cursor: Any,
+        requests: Sequence[WriteRequest],
+        works: dict[int, _LedgerWork],
+        due: dict[int, list[Row]],
+    ) -> None:
+        account_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
+        transfer_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
+        pending_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
+        for request in requests:
+            ledger_id = request.ledger_id
+            _collect_ids(request, account_ids[ledger_id], transfer_ids[ledger_id])
+            if isinstance(request, CreateTransfers):
+                pending_ids[ledger_id].update(
+                    event.pending_id for event in request.events if event.pending_id is not None
+                )
+        for ledger_id, rows in due.items():
+            for row in rows:
+                transfer_ids[ledger_id].add(row[2])
+                account_ids[ledger_id].update((row[3], row[4]))
+        # Accounts of named pending transfers: immutable, so a read before the locks is safe.
+        for ledger_id, ids in pending_ids.items():
+            if ids:
+                for row in self._ops.transfers_by_id(cursor, ledger_id, sorted(ids)):
+                    if row[10] & TransferFlags.pending:
+                        account_ids[ledger_id].update((row[3], row[4]))
+        for ledger_id in sorted(works):
+            self._lock_accounts(cursor, works[ledger_id], account_ids[ledger_id])
+        for ledger_id in sorted(works):
+            self._load_transfers(cursor, works[ledger_id], transfer_ids[ledger_id])
+
+    def _lock_accounts(self, cursor: Any, work: _LedgerWork, ids: set[str]) -> None:
+        if not ids:
+            return
+        for row in self._ops.lock_accounts(cursor, work.ledger_id, sorted(ids)):
+            work.account_pks[row[2]] = row[0]
+            work.slice.accounts[row[2]] = LiveAccount(
+                id=row[2],
+                currency=row[3],
+                code=row[4],
+                flags=AccountFlags(row[5]),
+                limit_minor=row[6],
+                limit_initial_minor=row[7],
+                metadata=decode_metadata(row[8]),
+                debits_pending=row[9],
+                debits_posted=row[10],
+                credits_pending=row[11],
+                credits_posted=row[12],
+            )
+
+    def _load_transfers(self, cursor: Any, work: _LedgerWork, ids: set[str]) -> None:
+        if not ids:
+            return
+        ordered = sorted(ids)
+        for row in self._ops.transfers_by_id(cursor, work.ledger_id, ordered):
+            work.transfer_ts[row[2]] = row[0]
+            work.slice.transfers[row[2]] = StoredTransfer(
+                id=row[2],
+                debit_account_id=row[3],
+                credit_account_id=row[4],
+                amount_minor=row[5],
+                pending_id=row[6],
+                timeout_s=row[7],
+                expires_at_ns=row[8],
+                code=row[9],
+                flags=TransferFlags(row[10]),
+                metadata=decode_metadata(row[11]),
+            )
+            if row[12] is not None:
+                work.slice.holds[row[2]] = HoldState(row[12])
+        for failed_id, result in self._ops.failed_by_id(cursor, work.ledger_id, ordered):
+            work.slice.failed[failed_id] = CreateTransferResult(result)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _write(self, cursor: Any, now_ns: int, works: list[_LedgerWork]) -> None:
+        for work in works:
+            self._write_failed(cursor, work, now_ns)
+        record_count = sum(
+            len(w.slice.new_accounts) + len(w.slice.limit_changes) + len(w.slice.new_transfers)
+            for w in works
+        )
+        if record_count == 0:
+            return
+        head_seq, head_ts, head_mac = self._ops.lock_head(cursor)
+        seq = head_seq + 1
+        ts = max(now_ns, head_ts + 1)
+        records: list[str] = []
+        counts = [0, 0, 0]
+        for work in works:
+            ts = self._write_accounts(cursor, work, seq, ts, records)
+            counts[0] += len(work.slice.new_accounts)
+        for work in works:
+            ts = self._write_limit_changes(cursor, work, seq, ts, records)
+            counts[1] += len(work.slice.limit_changes)
+        for work in works:
+            ts = self._write_transfers(cursor, work, seq, ts, records)
+            counts[2] += len(work.slice.new_transfers)
+        for work in works:
+            self._write_balances(cursor, work)
+        assert sum(counts) == record_count == len(records)
+        last_ts = ts - 1
+        digest = digest_records(records)
+        mac = entry_mac(
+            self._key,
+            previous_mac=head_mac,
+            seq=seq,
+            timestamp_ns=last_ts,
+            counts=(counts[0], counts[1], counts[2]),
+            digest=digest,
+        )
+        mark = self._mark
+        cursor.execute(
+            "INSERT INTO ledger_journal (seq, ts, accounts_count, limit_changes_count, "
+            f"transfers_count, digest, mac) VALUES ({', '.join([mark] * 7)})",  # noqa: S608
+            (seq, last_ts, counts[0], counts[1], counts[2], digest, mac),
+        )
+        cursor.execute(
+            f"UPDATE ledger_journal_head SET seq = {mark}, ts = {mark}, mac = {mark} "  # noqa: S608
+            "WHERE id = 1",
+            (seq, last_ts, mac),
+        )
+        assert cursor.rowcount == 1
+
+    @property
+    def _mark(self) -> str:
+        return "?" if self._dialect is Dialect.sqlite else "%s"
+
+    def _write_failed(self, cursor: Any, work: _LedgerWork, now_ns: int) -> None:
+        if not work.slice.new_failed:
+            return
+        mark = self._mark
+        cursor.executemany(
+            "INSERT INTO ledger_failed_transfers (ledger_id, id, result, created_ns) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark})",
+            [(work.ledger_id, fid, result.value, now_ns) for fid, result in work.slice.new_failed],
+        )
+
+    def _write_accounts(
+        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[str]
+    ) -> int:
+        new_accounts = work.slice.new_accounts
+        if not new_accounts:
+            return ts
+        mark = self._mark
+        rows: list[Row] = []
+        for offset, account in enumerate(new_accounts):
+            live = work.slice.accounts[account.id]
+            rows.append(
+                (
+                    work.ledger_id,
+                    account.id,
+                    account.currency,
+                    account.code,
+                    int(account.flags),
+                    account.limit_initial_minor,
+                    encode_metadata(account.metadata),
+                    ts + offset,
+                    seq,
+                    live.limit_minor,
+                    live.debits_pending,
+                    live.debits_posted,
+                    live.credits_pending,
+                    live.credits_posted,
+                )
+            )
+        columns = ", ".join(INSERT_ACCOUNT_COLUMNS)
+        cursor.executemany(
+            f"INSERT INTO ledger_accounts ({columns}) "  # noqa: S608
+            f"VALUES ({', '.join([mark] * len(INSERT_ACCOUNT_COLUMNS))})",
+            rows,
+        )
+        ids = [account.id for account in new_accounts]
+        for row in self._ops.lock_accounts(cursor, work.ledger_id, ids):
+            work.account_pks[row[2]] = row[0]
+        for row in rows:
+            records.append(account_record((work.account_pks[row[1]], *row[:9])))
+        return ts + len(new_accounts)
+
+    def _write_limit_changes(
+        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[str]
+    ) -> int:
+        changes = work.slice.limit_changes
+        if not changes:
+            return ts
+        rows = [
+            (
+                ts + offset,
+                work.account_pks[change.account_id],
+                change.limit_minor,
+                change.previous_limit_minor,
+                seq,
+            )
+            for offset, change in enumerate(changes)
+        ]
+        mark = self._mark
+        cursor.executemany(
+            "INSERT INTO ledger_limit_changes (ts, account_pk, limit_minor, "
+            f"previous_limit_minor, journal_seq) VALUES ({', '.join([mark] * 5)})",  # noqa: S608
+            rows,
+        )
+        records.extend(limit_change_record(row) for row in rows)
+        return ts + len(changes)
+
+    def _write_transfers(
+        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[str]
+    ) -> int:
+        transfers = work.slice.new_transfers
+        if not transfers:
+            return ts
+        pks = work.account_pks
+        ledger_id = work.ledger_id
+        rows: list[Row] = []
+        new_ts: dict[str, int] = {}
+        for offset, transfer in enumerate(transfers):
+            assert transfer.ordinal == offset
+            dr = transfer.debit_balances
+            cr = transfer.credit_balances
+            row = (
+                ts + offset,
+                ledger_id,
+                transfer.id,
+                pks[transfer.debit_account_id],
+                pks[transfer.credit_account_id],
+                transfer.amount_minor,
+                transfer.currency,
+                transfer.pending_id,
+                transfer.timeout_s,
+                transfer.expires_at_ns,
+                transfer.code,
+                int(transfer.flags),
+                encode_metadata(transfer.metadata),
+                seq,
+                dr.debits_pending,
+                dr.debits_posted,
+                dr.credits_pending,
+                dr.credits_posted,
+                cr.debits_pending,
+                cr.debits_posted,
+                cr.credits_pending,
+                cr.credits_posted,
+            )
+            rows.append(row)
+            new_ts[transfer.id] = ts + offset
+        self._ops.insert_transfers(cursor, rows)
+        records.extend(transfer_record(row) for row in rows)
+        self._write_holds(cursor, work, new_ts)
+        return ts + len(transfers)
+
+    def _write_holds(self, cursor: Any, work: _LedgerWork, new_ts: dict[str, int]) -> None:
+        inserts: list[Row] = []
+        updates: list[Row] = []
+        for pending_id, state in work.slice.new_holds.items():
+            if pending_id in new_ts:
+                expires = work.slice.transfers[pending_id].expires_at_ns
+                inserts.append((new_ts[pending_id], int(state), expires))
+            else:
+                updates.append((int(state), work.transfer_ts[pending_id]))
+        mark = self._mark
+        if inserts:
+            cursor.executemany(
+                "INSERT INTO ledger_holds (transfer_ts, state, expires_at_ns) "
+                f"VALUES ({mark}, {mark}, {mark})",
+                inserts,
+            )
+        if updates:
+            cursor.executemany(
+                f"UPDATE ledger_holds SET state = {mark} WHERE transfer_ts = {mark}",  # noqa: S608
+                updates,
+            )
+
+    def _write_balances(self, cursor: Any, work: _LedgerWork) -> None:
+        new_ids = {account.id for account in work.slice.new_accounts}
+        rows: list[Row] = []
+        for account_id in work.slice.touched:
+            if account_id in new_ids:
+                continue  # Inserted with its balances at the end of this commit.
+            live = work.slice.accounts[account_id]
+            rows.append(
+                (
+                    live.debits_pending,
+                    live.debits_posted,
+                    live.credits_pending,
+                    live.credits_posted,
+                    live.limit_minor,
+                    work.account_pks[account_id],
+                )
+            )
+        if rows:
+            self._ops.update_balances(cursor, rows)
+
+
+def _collect_ids(request: WriteRequest, account_ids: set[str], transfer_ids: set[str]) -> None:
+    if isinstance(request, CreateAccounts):
+        account_ids.update(event.id for event in request.events)
+    elif isinstance(request, SetLimit):
+        account_ids.add(request.account_id)
+    else:
+        for event in request.events:
+            transfer_ids.add(event.id)
+            if event.pending_id is not None:
+                transfer_ids.add(event.pending_id)
+            if event.debit_account_id is not None:
+                account_ids.add(event.debit_account_id)
+            if event.credit_account_id is not None:
+                account_ids.add(event.credit_account_id)
+
+
+def _apply(ledger: LedgerSlice, request: WriteRequest) -> Outcome:
+    if isinstance(request, CreateAccounts):
+        return create_accounts(ledger, request.events)
+    if isinstance(request, CreateTransfers):
+        return create_transfers(ledger, request.events)
+    result: SetLimitResult = apply_limit_change(ledger, request.account_id, request.limit_minor)
+    return result
+
+
+def _is_retryable(error: Exception) -> bool:
+    """A concurrent writer won a race (same new id, or a serialisation conflict): try again."""
+    sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
+    return sqlstate in {"23505", "40001", "40P01"}
