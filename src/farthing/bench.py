@@ -81,7 +81,7 @@ class _Generator:
         self._prefix = prefix
         self._accounts = accounts
         self._hot = hot
-        self._random = random.Random(20261121)  # noqa: S311 - workload shape, not security.
+        self._random = random.Random(20261121)
         self._next = 0
 
     def transfer(self) -> TransferEvent:
@@ -120,13 +120,14 @@ def _setup(service: LedgerService, accounts: int) -> int:
             for account_id in ids[start : start + BATCH_EVENTS_MAX]
         )
         (results,) = service.commit([CreateAccounts(ledger_id=ledger_id, events=events)])
+        assert isinstance(results, list)
         assert all(result == CreateAccountResult.ok for result in results)
     return ledger_id
 
 
-def _batched(service: LedgerService, ledger_id: int, generator: _Generator, count: int) -> tuple[
-    float, list[float], int
-]:
+def _batched(
+    service: LedgerService, ledger_id: int, generator: _Generator, count: int
+) -> tuple[float, list[float], int]:
     batches = [
         tuple(generator.transfer() for _ in range(min(BATCH_EVENTS_MAX, count - start)))
         for start in range(0, count, BATCH_EVENTS_MAX)
@@ -137,13 +138,14 @@ def _batched(service: LedgerService, ledger_id: int, generator: _Generator, coun
         begun = time.perf_counter()
         (results,) = service.commit([CreateTransfers(ledger_id=ledger_id, events=batch)])
         latencies.append(time.perf_counter() - begun)
+        assert isinstance(results, list)
         assert all(result == CreateTransferResult.ok for result in results)
     return time.perf_counter() - started, latencies, len(batches)
 
 
-def _serial(service: LedgerService, ledger_id: int, generator: _Generator, count: int) -> tuple[
-    float, list[float], int
-]:
+def _serial(
+    service: LedgerService, ledger_id: int, generator: _Generator, count: int
+) -> tuple[float, list[float], int]:
     events = [generator.transfer() for _ in range(count)]
     latencies: list[float] = []
     started = time.perf_counter()
@@ -192,7 +194,7 @@ def run_ledger_bench(  # noqa: PLR0913
     emit: Callable[[str], None] = print,
 ) -> list[BenchResult]:
     """Run the chosen workloads; print a line (or a JSON object) per workload."""
-    assert accounts >= 2  # noqa: PLR2004
+    assert accounts >= 2
     assert transfers > 0
     assert single_transfers >= CLIENTS_SINGLE
     engine: sa.Engine = create_engine(settings.database_url)

@@ -58,7 +58,9 @@ def init(database_url: DatabaseUrl = None) -> None:
 def keys_create(
     database_url: DatabaseUrl = None,
     mode: Annotated[str, typer.Option(help="test or live")] = "test",
-    account: Annotated[str | None, typer.Option(help="acct_... (default account if omitted)")] = None,
+    account: Annotated[
+        str | None, typer.Option(help="acct_... (default account if omitted)")
+    ] = None,
 ) -> None:
     """Print one new secret API key, alone on stdout."""
     from farthing.auth import Mode, create_key, default_tenant_id  # noqa: PLC0415
@@ -90,7 +92,7 @@ def accounts_create(
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import create_engine  # noqa: PLC0415
 
-    if not 0 < len(name) <= 200:  # noqa: PLR2004
+    if not 0 < len(name) <= 200:
         raise typer.BadParameter("1 to 200 characters", param_hint="--name")
     engine = create_engine(Settings.from_env(database_url=database_url).database_url)
     try:
@@ -134,7 +136,7 @@ def verify(
     expected = None
     if expect_head is not None:
         seq_text, _, mac = expect_head.partition(":")
-        if not seq_text.isdigit() or len(mac) != 64:  # noqa: PLR2004
+        if not seq_text.isdigit() or len(mac) != 64:
             raise typer.BadParameter("expected SEQ:MAC", param_hint="--expect-head")
         expected = (int(seq_text), mac)
     settings = Settings.from_env(database_url=database_url)
@@ -163,12 +165,16 @@ def bench_ledger(  # noqa: PLR0913
     database_url: DatabaseUrl = None,
     workload: Annotated[
         list[str] | None,
-        typer.Option(help="uniform-batched, hot-batched, uniform-single, hot-single, serial-single"),
+        typer.Option(
+            help="uniform-batched, hot-batched, uniform-single, hot-single, serial-single"
+        ),
     ] = None,
     transfers: Annotated[int, typer.Option(help="Transfers per batched workload")] = 200_000,
     single_transfers: Annotated[int, typer.Option(help="Transfers per single workload")] = 20_000,
     accounts: Annotated[int, typer.Option(help="Accounts to spread transfers over")] = 10_000,
-    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per workload")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per workload")
+    ] = False,
 ) -> None:
     """Create accounts and run transfer workloads; print transfers/s and latency percentiles."""
     from farthing.bench import WORKLOADS, run_ledger_bench  # noqa: PLC0415

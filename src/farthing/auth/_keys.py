@@ -60,7 +60,7 @@ def _hash(secret: str) -> str:
 
 def create_tenant(connection: sa.Connection, *, name: str, is_default: bool = False) -> str:
     """A new top-level account (merchant) with a test and a live ledger."""
-    assert 0 < len(name) <= 200  # noqa: PLR2004
+    assert 0 < len(name) <= 200
     tenant_id = _new_id("acct_")
     connection.execute(
         tenants.insert().values(
@@ -87,7 +87,9 @@ def ensure_default_tenant(connection: sa.Connection) -> str:
 
 def ledger_id_for(connection: sa.Connection, tenant_id: str, mode: Mode) -> int:
     ledger_id = connection.execute(
-        sa.select(ledgers.c.id).where(ledgers.c.tenant_id == tenant_id, ledgers.c.mode == mode.value)
+        sa.select(ledgers.c.id).where(
+            ledgers.c.tenant_id == tenant_id, ledgers.c.mode == mode.value
+        )
     ).scalar_one_or_none()
     if ledger_id is None:
         msg = f"no such account: {tenant_id}"

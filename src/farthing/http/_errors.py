@@ -11,8 +11,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
 
 from farthing.ledger_service import OverloadedError
 
@@ -27,7 +27,7 @@ class ApiError(Exception):
     def __init__(
         self, status: int, *, type_: str, code: str, message: str, param: str | None = None
     ) -> None:
-        assert 400 <= status < 600  # noqa: PLR2004
+        assert 400 <= status < 600
         super().__init__(message)
         self.status = status
         self.type = type_

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from farthing.ledger._currency import is_currency
 from farthing.ledger._limits import (
@@ -57,7 +57,7 @@ __all__ = [
 # Expiry records get ids no client can choose (':' is outside the client id charset).
 EXPIRY_ID_PREFIX = "expired:"
 _NS_PER_S = 1_000_000_000
-_CLIENT_FLAGS = (
+_CLIENT_FLAGS = int(
     TransferFlags.linked
     | TransferFlags.pending
     | TransferFlags.post_pending
@@ -65,6 +65,16 @@ _CLIENT_FLAGS = (
 )
 _R = CreateTransferResult
 _A = CreateAccountResult
+# Flag bits as plain ints: IntFlag arithmetic costs microseconds per operation on the hot path.
+_LINKED = int(TransferFlags.linked)
+_PENDING = int(TransferFlags.pending)
+_POST = int(TransferFlags.post_pending)
+_VOID = int(TransferFlags.void_pending)
+_EXPIRE = int(TransferFlags.expire_pending)
+_KIND = _PENDING | _POST | _VOID
+_RESOLVE = _POST | _VOID
+_DEBITS_LIMITED = int(AccountFlags.debits_must_not_exceed_credits)
+_CREDITS_LIMITED = int(AccountFlags.credits_must_not_exceed_debits)
 
 
 @dataclass(slots=True)
@@ -74,7 +84,7 @@ class LiveAccount:
     id: str
     currency: str
     code: int
-    flags: AccountFlags
+    flags: int  # AccountFlags bits
     limit_minor: int
     limit_initial_minor: int
     metadata: Metadata
@@ -107,9 +117,8 @@ class LiveAccount:
         ) = saved
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredTransfer:
-    """What the engine needs to know of a committed transfer."""
+class StoredTransfer(NamedTuple):
+    """What the engine needs to know of a committed transfer (``flags``: TransferFlags bits)."""
 
     id: str
     debit_account_id: str
@@ -119,8 +128,12 @@ class StoredTransfer:
     timeout_s: int
     expires_at_ns: int | None
     code: int
-    flags: TransferFlags
+    flags: int
     metadata: Metadata
+
+
+# What the engine keeps per transfer id: a loaded row, or a transfer committed by this batch.
+Known = StoredTransfer | Transfer
 
 
 @dataclass(slots=True)
@@ -133,7 +146,7 @@ class LedgerSlice:
 
     now_ns: int
     accounts: dict[str, LiveAccount] = field(default_factory=dict)
-    transfers: dict[str, StoredTransfer] = field(default_factory=dict)
+    transfers: dict[str, Known] = field(default_factory=dict)
     holds: dict[str, HoldState] = field(default_factory=dict)
     failed: dict[str, CreateTransferResult] = field(default_factory=dict)
     # Output, in commit order.
@@ -198,7 +211,7 @@ def _chain_ends(linked: Sequence[bool]) -> list[int]:
 # Accounts
 
 
-def _validate_account(event: AccountEvent) -> CreateAccountResult | None:
+def _validate_account(event: AccountEvent) -> CreateAccountResult | None:  # noqa: PLR0911
     if not is_valid_id(event.id):
         return _A.id_invalid
     both = AccountFlags.debits_must_not_exceed_credits | AccountFlags.credits_must_not_exceed_debits
@@ -218,7 +231,7 @@ def _validate_account(event: AccountEvent) -> CreateAccountResult | None:
 
 
 def _account_exists(event: AccountEvent, existing: LiveAccount) -> CreateAccountResult:
-    if event.flags & ~AccountFlags.linked != existing.flags & ~AccountFlags.linked:
+    if int(event.flags) & ~_LINKED != existing.flags & ~_LINKED:
         return _A.exists_with_different_flags
     if event.currency != existing.currency:
         return _A.exists_with_different_currency
@@ -246,7 +259,7 @@ def _create_account(
         id=event.id,
         currency=event.currency,
         code=event.code,
-        flags=stored_flags,
+        flags=int(stored_flags),
         limit_minor=event.limit_minor,
         limit_initial_minor=event.limit_minor,
         metadata=event.metadata,
@@ -290,19 +303,19 @@ def create_accounts(
 # ---------------------------------------------------------------------------------------------
 # Linked chains, shared by accounts and transfers
 
-_R_co = TypeVar("_R_co", CreateAccountResult, CreateTransferResult)
+_Result = TypeVar("_Result", CreateAccountResult, CreateTransferResult)
 
 
 def _apply_chains(  # noqa: PLR0913 - the result codes are passed by name for both event kinds.
     ledger: LedgerSlice,
     linked: list[bool],
-    apply_one: Callable[[int, _Undo | None], _R_co],
+    apply_one: Callable[[int, _Undo | None], _Result],
     *,
-    ok: _R_co,
-    exists: _R_co,
-    failed: _R_co,
-    open_: _R_co,
-) -> list[_R_co]:
+    ok: _Result,
+    exists: _Result,
+    failed: _Result,
+    open_: _Result,
+) -> list[_Result]:
     """Apply every event; a linked chain succeeds or fails as one.
 
     A chain whose events all exist answers ``exists`` for each (a retry of a committed chain).
@@ -310,7 +323,7 @@ def _apply_chains(  # noqa: PLR0913 - the result codes are passed by name for bo
     other event of the chain answers ``linked_event_failed``.
     """
     count = len(linked)
-    results: list[_R_co] = [failed] * count
+    results: list[_Result] = [failed] * count
     limit = count
     if count > 0 and linked[-1]:
         # The last chain never closes: it fails as a whole without being applied.
@@ -337,12 +350,12 @@ def _apply_chain(  # noqa: PLR0913
     ledger: LedgerSlice,
     start: int,
     end: int,
-    apply_one: Callable[[int, _Undo | None], _R_co],
-    results: list[_R_co],
+    apply_one: Callable[[int, _Undo | None], _Result],
+    results: list[_Result],
     *,
-    ok: _R_co,
-    exists: _R_co,
-    failed: _R_co,
+    ok: _Result,
+    exists: _Result,
+    failed: _Result,
 ) -> None:
     undo = _Undo(ledger)
     first_error: int | None = None
@@ -374,13 +387,14 @@ def _apply_chain(  # noqa: PLR0913
 
 def _validate_transfer(event: TransferEvent) -> CreateTransferResult | None:  # noqa: C901, PLR0911, PLR0912
     """Checks that need no ledger state, in precedence order."""
-    assert event.flags & ~_CLIENT_FLAGS == TransferFlags.none, "expire_pending is internal"
+    flags = int(event.flags)
+    assert flags & ~_CLIENT_FLAGS == 0, "expire_pending is internal"
     if not is_valid_id(event.id):
         return _R.id_invalid
-    kind = event.flags & (TransferFlags.pending | TransferFlags.post_pending | TransferFlags.void_pending)
-    if kind not in _SINGLE_KINDS:
+    kind = flags & _KIND
+    if kind not in (0, _PENDING, _POST, _VOID):
         return _R.flags_are_mutually_exclusive
-    resolves = kind in (TransferFlags.post_pending, TransferFlags.void_pending)
+    resolves = kind in (_POST, _VOID)
     if resolves:
         if event.pending_id is None:
             return _R.pending_id_required
@@ -390,7 +404,7 @@ def _validate_transfer(event: TransferEvent) -> CreateTransferResult | None:  # 
             return _R.pending_id_must_be_different
     elif event.pending_id is not None:
         return _R.pending_id_must_be_empty
-    if event.timeout_s != 0 and kind != TransferFlags.pending:
+    if event.timeout_s != 0 and kind != _PENDING:
         return _R.timeout_reserved_for_pending_transfer
     if not 0 <= event.timeout_s <= TIMEOUT_S_MAX:
         return _R.timeout_invalid
@@ -418,16 +432,8 @@ def _validate_transfer(event: TransferEvent) -> CreateTransferResult | None:  # 
     return None
 
 
-_SINGLE_KINDS = (
-    TransferFlags.none,
-    TransferFlags.pending,
-    TransferFlags.post_pending,
-    TransferFlags.void_pending,
-)
-
-
-def _transfer_exists(event: TransferEvent, stored: StoredTransfer) -> CreateTransferResult:  # noqa: PLR0911
-    if event.flags & ~TransferFlags.linked != stored.flags & ~TransferFlags.linked:
+def _transfer_exists(event: TransferEvent, stored: Known) -> CreateTransferResult:  # noqa: PLR0911
+    if int(event.flags) & ~_LINKED != stored.flags & ~_LINKED:
         return _R.exists_with_different_flags
     if event.pending_id != stored.pending_id:
         return _R.exists_with_different_pending_id
@@ -465,7 +471,7 @@ def _create_transfer(
         return _transfer_exists(event, stored)
     if event.id in ledger.failed:
         return _R.id_already_failed
-    if event.flags & (TransferFlags.post_pending | TransferFlags.void_pending):
+    if int(event.flags) & _RESOLVE:
         return _resolve_pending(ledger, event, undo)
     return _create_new(ledger, event, undo)
 
@@ -485,7 +491,7 @@ def _create_new(
     if debit.currency != credit.currency:
         return _fail(ledger, event.id, _R.accounts_must_have_the_same_currency)
     amount = event.amount_minor
-    pending = bool(event.flags & TransferFlags.pending)
+    pending = bool(int(event.flags) & _PENDING)
     refused = _check_balances(debit, credit, amount, pending=pending)
     if refused is not None:
         return _fail(ledger, event.id, refused)
@@ -507,7 +513,7 @@ def _create_new(
     return _R.ok
 
 
-def _check_balances(  # noqa: PLR0911
+def _check_balances(  # noqa: PLR0911 - one check per result code, in precedence order
     debit: LiveAccount, credit: LiveAccount, amount: int, *, pending: bool
 ) -> CreateTransferResult | None:
     """Overflow and limit checks of a new transfer; a limit check counts pending amounts."""
@@ -527,29 +533,30 @@ def _check_balances(  # noqa: PLR0911
         return _R.overflows_debits
     if credits_after > BALANCE_MAX:
         return _R.overflows_credits
-    if debit.flags & AccountFlags.debits_must_not_exceed_credits:
-        if debits_after > debit.credits_posted + debit.limit_minor:
-            return _R.exceeds_credits
-    if credit.flags & AccountFlags.credits_must_not_exceed_debits:
-        if credits_after > credit.debits_posted + credit.limit_minor:
-            return _R.exceeds_debits
+    if debit.flags & _DEBITS_LIMITED and debits_after > debit.credits_posted + debit.limit_minor:
+        return _R.exceeds_credits
+    if (
+        credit.flags & _CREDITS_LIMITED
+        and credits_after > credit.debits_posted + credit.limit_minor
+    ):
+        return _R.exceeds_debits
     return None
 
 
-def _resolve_pending(  # noqa: C901, PLR0911
+def _resolve_pending(  # noqa: C901, PLR0911, PLR0912 - one check per result code
     ledger: LedgerSlice, event: TransferEvent, undo: _Undo | None
 ) -> CreateTransferResult:
     assert event.pending_id is not None
     hold = ledger.transfers.get(event.pending_id)
     if hold is None:
         return _fail(ledger, event.id, _R.pending_transfer_not_found)
-    if not hold.flags & TransferFlags.pending:
+    if not hold.flags & _PENDING:
         return _R.pending_transfer_not_pending
     if event.debit_account_id is not None and event.debit_account_id != hold.debit_account_id:
         return _R.pending_transfer_has_different_debit_account_id
     if event.credit_account_id is not None and event.credit_account_id != hold.credit_account_id:
         return _R.pending_transfer_has_different_credit_account_id
-    post = bool(event.flags & TransferFlags.post_pending)
+    post = bool(int(event.flags) & _POST)
     amount = hold.amount_minor if event.amount_minor is None else event.amount_minor
     if not post and amount != hold.amount_minor:
         return _R.pending_transfer_has_different_amount
@@ -600,41 +607,35 @@ def _record(  # noqa: PLR0913
     expires_at_ns: int | None,
     undo: _Undo | None,
 ) -> None:
-    flags = event.flags & ~TransferFlags.linked
-    ledger.transfers[event.id] = StoredTransfer(
-        id=event.id,
-        debit_account_id=debit.id,
-        credit_account_id=credit.id,
-        amount_minor=amount,
-        pending_id=event.pending_id,
-        timeout_s=event.timeout_s,
-        expires_at_ns=expires_at_ns,
-        code=event.code,
-        flags=flags,
-        metadata=event.metadata,
+    transfer = Transfer(
+        event.id,
+        debit.id,
+        credit.id,
+        amount,
+        debit.currency,
+        event.pending_id,
+        event.timeout_s,
+        expires_at_ns,
+        event.code,
+        int(event.flags) & ~_LINKED,
+        event.metadata,
+        len(ledger.new_transfers),
+        Balances(
+            debit.debits_pending, debit.debits_posted, debit.credits_pending, debit.credits_posted
+        ),
+        Balances(
+            credit.debits_pending,
+            credit.debits_posted,
+            credit.credits_pending,
+            credit.credits_posted,
+        ),
     )
+    ledger.transfers[event.id] = transfer
     if undo is not None:
         undo.transfers.append(event.id)
     ledger.touched.add(debit.id)
     ledger.touched.add(credit.id)
-    ledger.new_transfers.append(
-        Transfer(
-            id=event.id,
-            debit_account_id=debit.id,
-            credit_account_id=credit.id,
-            amount_minor=amount,
-            currency=debit.currency,
-            pending_id=event.pending_id,
-            timeout_s=event.timeout_s,
-            expires_at_ns=expires_at_ns,
-            code=event.code,
-            flags=flags,
-            metadata=event.metadata,
-            ordinal=len(ledger.new_transfers),
-            debit_balances=debit.balances(),
-            credit_balances=credit.balances(),
-        )
-    )
+    ledger.new_transfers.append(transfer)
 
 
 def expire_due_holds(ledger: LedgerSlice) -> int:
@@ -672,7 +673,7 @@ def create_transfers(
 ) -> list[CreateTransferResult]:
     """Apply create_transfers events in order; one result per event."""
     assert len(events) <= BATCH_EVENTS_MAX
-    linked = [bool(event.flags & TransferFlags.linked) for event in events]
+    linked = [bool(int(event.flags) & _LINKED) for event in events]
     results = _apply_chains(
         ledger,
         linked,
@@ -707,9 +708,9 @@ def apply_limit_change(ledger: LedgerSlice, account_id: str, limit_minor: int) -
         return SetLimitResult.account_not_found
     if not 0 <= limit_minor <= BALANCE_MAX:
         return SetLimitResult.limit_invalid
-    if account.flags & AccountFlags.debits_must_not_exceed_credits:
+    if account.flags & _DEBITS_LIMITED:
         used = account.debits_pending + account.debits_posted - account.credits_posted
-    elif account.flags & AccountFlags.credits_must_not_exceed_debits:
+    elif account.flags & _CREDITS_LIMITED:
         used = account.credits_pending + account.credits_posted - account.debits_posted
     else:
         return SetLimitResult.limit_requires_balance_flag

@@ -34,8 +34,8 @@ class GroupCommitter:
         assert 0 < events_per_commit_max <= BATCH_EVENTS_MAX
         self._writer = writer
         self._events_max = events_per_commit_max
-        self._queue: asyncio.Queue[tuple[WriteRequest, asyncio.Future[Outcome]]] = (
-            asyncio.Queue(QUEUE_REQUESTS_MAX)
+        self._queue: asyncio.Queue[tuple[WriteRequest, asyncio.Future[Outcome]]] = asyncio.Queue(
+            QUEUE_REQUESTS_MAX
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "farthing-commit")
         self._task: asyncio.Task[None] | None = None

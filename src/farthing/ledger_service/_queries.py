@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -77,7 +78,7 @@ _TRANSFER_SELECT = sa.select(
 )
 
 
-def _transfer(row: sa.Row[tuple[object, ...]]) -> CommittedTransfer:
+def _transfer(row: Any) -> CommittedTransfer:  # A SQLAlchemy Row of _TRANSFER_SELECT.
     mapping = row._mapping  # noqa: SLF001 - SQLAlchemy's public row mapping accessor.
     return CommittedTransfer(
         id=mapping["id"],

@@ -7,6 +7,7 @@ hashed when a commit is written are exactly the bytes recomputed from the databa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from farthing.ledger import encode_record
 
@@ -69,6 +70,16 @@ def limit_change_record(row: Sequence[object]) -> str:
     return encode_record("L", row)
 
 
-def transfer_record(row: Sequence[object]) -> str:
+def transfer_record(row: Sequence[Any]) -> str:
+    """Same encoding as ``encode_record("T", row)``, spelled out: it runs once per transfer."""
     assert len(row) == len(TRANSFER_COLUMNS)
-    return encode_record("T", row)
+    return (
+        f"T\x1f{row[0]}\x1f{row[1]}\x1f{row[2]}\x1f{row[3]}\x1f{row[4]}\x1f{row[5]}\x1f{row[6]}"
+        f"\x1f{_text(row[7])}\x1f{row[8]}\x1f{_text(row[9])}\x1f{row[10]}\x1f{row[11]}"
+        f"\x1f{_text(row[12])}\x1f{row[13]}\x1f{row[14]}\x1f{row[15]}\x1f{row[16]}"
+        f"\x1f{row[17]}\x1f{row[18]}\x1f{row[19]}\x1f{row[20]}\x1f{row[21]}"
+    )
+
+
+def _text(value: object) -> object:
+    return "" if value is None else value

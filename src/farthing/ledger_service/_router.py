@@ -102,9 +102,7 @@ def get_transfer(transfer_id: str, caller: Caller, request: Request) -> Transfer
 
 
 @router.post("/accounts/{account_id}/limit", response_model=LimitOut, responses=_ERRORS)
-async def set_limit(
-    account_id: str, body: LimitIn, caller: Caller, request: Request
-) -> LimitOut:
+async def set_limit(account_id: str, body: LimitIn, caller: Caller, request: Request) -> LimitOut:
     """Change the account's overdraft allowance; the change is journaled."""
     result = await _service(request).set_limit(caller.ledger_id, account_id, body.limit)
     if result is SetLimitResult.account_not_found:
@@ -115,9 +113,7 @@ async def set_limit(
 _NsQuery = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 
-@router.get(
-    "/accounts/{account_id}/transfers", response_model=TransferPageOut, responses=_ERRORS
-)
+@router.get("/accounts/{account_id}/transfers", response_model=TransferPageOut, responses=_ERRORS)
 def list_transfers(  # noqa: PLR0913
     account_id: str,
     caller: Caller,

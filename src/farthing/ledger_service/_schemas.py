@@ -46,7 +46,9 @@ _METADATA_VALUE_INPUT_MAX = 4096
 
 Text = Annotated[str, Field(max_length=_TEXT_LENGTH_MAX)]
 MetadataIn = dict[Text, Annotated[str, Field(max_length=_METADATA_VALUE_INPUT_MAX)]]
-AccountFlagName = Literal["linked", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits"]
+AccountFlagName = Literal[
+    "linked", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits"
+]
 TransferFlagName = Literal["linked", "pending", "post_pending", "void_pending"]
 
 

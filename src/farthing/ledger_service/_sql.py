@@ -30,7 +30,9 @@ _TRANSFER_FROM = (
     "JOIN ledger_accounts ca ON ca.pk = t.credit_pk "
     "LEFT JOIN ledger_holds h ON h.transfer_ts = t.ts"
 )
-_INSERT_ACCOUNT_COLUMNS = (*ACCOUNT_RECORD_COLUMNS[1:], "limit_minor") + (
+_INSERT_ACCOUNT_COLUMNS = (
+    *ACCOUNT_RECORD_COLUMNS[1:],
+    "limit_minor",
     "debits_pending",
     "debits_posted",
     "credits_pending",
@@ -150,8 +152,7 @@ class PostgresOps:
 
     def failed_by_id(self, cursor: Any, ledger_id: int, ids: Sequence[str]) -> list[Row]:
         cursor.execute(
-            "SELECT id, result FROM ledger_failed_transfers "
-            "WHERE ledger_id = %s AND id = ANY(%s)",
+            "SELECT id, result FROM ledger_failed_transfers WHERE ledger_id = %s AND id = ANY(%s)",
             (ledger_id, list(ids)),
         )
         return list(cursor.fetchall())

@@ -99,9 +99,7 @@ def verify_ledger(
     """Raise IntegrityError naming the first bad entry, or return a summary."""
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
-            connection.exec_driver_sql(
-                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-            )
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         report = _verify(connection, journal_key, progress)
         connection.rollback()
     if expect_head is not None and (report.head_seq, report.head_mac) != expect_head:
@@ -201,7 +199,7 @@ def _apply_limit_change(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:
     _check_limit(seq, row.ts, account)
 
 
-def _apply_transfer(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:  # noqa: C901
+def _apply_transfer(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:
     debit = replay.accounts.get(row.debit_pk)
     credit = replay.accounts.get(row.credit_pk)
     where = f"journal entry {seq}: transfer {row.id!r}"
@@ -236,9 +234,7 @@ def _apply_transfer(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:  # noq
             credit[3] += amount
             hold[1] = HoldState.posted
         else:
-            hold[1] = (
-                HoldState.voided if flags == TransferFlags.void_pending else HoldState.expired
-            )
+            hold[1] = HoldState.voided if flags == TransferFlags.void_pending else HoldState.expired
     expected = (
         row.dr_debits_pending,
         row.dr_debits_posted,
@@ -262,14 +258,14 @@ def _check_limit(seq: int, ts: int, account: list[Any]) -> None:
     if min(debits_pending, debits_posted, credits_pending, credits_posted) < 0:
         msg = f"journal entry {seq}: a balance went negative at {ts}"
         raise IntegrityError(msg)
-    if flags & AccountFlags.debits_must_not_exceed_credits:
-        if debits_pending + debits_posted > credits_posted + limit:
-            msg = f"journal entry {seq}: debits exceed credits plus limit at {ts}"
-            raise IntegrityError(msg)
-    if flags & AccountFlags.credits_must_not_exceed_debits:
-        if credits_pending + credits_posted > debits_posted + limit:
-            msg = f"journal entry {seq}: credits exceed debits plus limit at {ts}"
-            raise IntegrityError(msg)
+    debits_limited = flags & AccountFlags.debits_must_not_exceed_credits
+    if debits_limited and debits_pending + debits_posted > credits_posted + limit:
+        msg = f"journal entry {seq}: debits exceed credits plus limit at {ts}"
+        raise IntegrityError(msg)
+    credits_limited = flags & AccountFlags.credits_must_not_exceed_debits
+    if credits_limited and credits_pending + credits_posted > debits_posted + limit:
+        msg = f"journal entry {seq}: credits exceed debits plus limit at {ts}"
+        raise IntegrityError(msg)
 
 
 def _check_head(connection: sa.Connection, seq: int, mac: str) -> None:

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from farthing.db.engine import Dialect, dialect_of
 from farthing.ledger import (
     EXPIRIES_PER_COMMIT_MAX,
-    AccountFlags,
     CreateTransferResult,
     HoldState,
     LedgerSlice,
@@ -55,6 +54,11 @@ from farthing.ledger_service._sql import (
 __all__ = ["LedgerWriter", "decode_metadata"]
 
 COMMIT_ATTEMPTS_MAX = 8
+_INSERT_ACCOUNT = "INSERT INTO ledger_accounts ({}) VALUES ({})".format(  # noqa: S608 - constants
+    ", ".join(INSERT_ACCOUNT_COLUMNS), ", ".join("?" * len(INSERT_ACCOUNT_COLUMNS))
+)
+# Accounts kept in memory between commits on SQLite (beyond this the cache starts over).
+ACCOUNT_CACHE_SIZE_MAX = 1_000_000
 
 
 def decode_metadata(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -85,6 +89,11 @@ class LedgerWriter:
         self._key = journal_key
         self._dialect = dialect_of(engine)
         self._ops: SqlOps = SqliteOps() if self._dialect is Dialect.sqlite else PostgresOps()
+        # SQLite only: accounts as of journal entry ``_cache_seq``. BEGIN IMMEDIATE makes this
+        # process the only writer, and an unchanged journal head proves that nobody else wrote
+        # since, so cached accounts need not be read again. PostgreSQL always reads (and locks).
+        self._cache: dict[tuple[int, str], tuple[int, LiveAccount]] = {}
+        self._cache_seq = -1
 
     def commit(self, requests: Sequence[WriteRequest]) -> list[Outcome]:
         """Apply the requests in order in one transaction; results only after the commit."""
@@ -97,12 +106,15 @@ class LedgerWriter:
         raise AssertionError("unreachable")
 
     def _commit_once(self, requests: Sequence[WriteRequest]) -> list[Outcome]:
+        # The engine mutates cached accounts in place: until this commit is durable the cache
+        # is detached, so a failed commit leaves nothing stale behind.
+        cache, self._cache = self._cache, {}
         raw = self._engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
                 self._ops.begin(cursor)
-                outcomes = self._run(cursor, requests)
+                outcomes, works, head_seq = self._run(cursor, requests, cache)
                 raw.commit()
             except BaseException:
                 raw.rollback()
@@ -111,21 +123,48 @@ class LedgerWriter:
                 cursor.close()
         finally:
             raw.close()
+        if self._dialect is Dialect.sqlite:
+            self._keep(cache, works, head_seq)
         return outcomes
 
-    def _run(self, cursor: Any, requests: Sequence[WriteRequest]) -> list[Outcome]:
+    def _keep(
+        self,
+        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+        works: list[_LedgerWork],
+        head_seq: int,
+    ) -> None:
+        for work in works:
+            for account_id, live in work.slice.accounts.items():
+                cache[(work.ledger_id, account_id)] = (work.account_pks[account_id], live)
+        if len(cache) > ACCOUNT_CACHE_SIZE_MAX:
+            cache = {}
+        self._cache = cache
+        self._cache_seq = head_seq
+
+    def _run(
+        self,
+        cursor: Any,
+        requests: Sequence[WriteRequest],
+        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+    ) -> tuple[list[Outcome], list[_LedgerWork], int]:
         now_ns = time.time_ns()
+        start_seq = -1
+        if self._dialect is Dialect.sqlite:
+            cursor.execute("SELECT seq FROM ledger_journal_head WHERE id = 1")
+            start_seq = int(cursor.fetchone()[0])
+            if start_seq != self._cache_seq:
+                cache.clear()  # Another process committed: what we remember may be stale.
         works: dict[int, _LedgerWork] = {}
         for request in requests:
             if request.ledger_id not in works:
                 works[request.ledger_id] = _LedgerWork(request.ledger_id, LedgerSlice(now_ns))
         due = self._due_holds(cursor, now_ns, works)
-        self._load(cursor, requests, works, due)
+        self._load(cursor, requests, works, due, cache)
         for work in works.values():
             expire_due_holds(work.slice)
         outcomes = [_apply(works[request.ledger_id].slice, request) for request in requests]
-        self._write(cursor, now_ns, list(works.values()))
-        return outcomes
+        head_seq = self._write(cursor, now_ns, list(works.values()))
+        return outcomes, list(works.values()), start_seq if head_seq is None else head_seq
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -134,9 +173,12 @@ class LedgerWriter:
     ) -> dict[int, list[Row]]:
         """Pending transfers whose timeout passed, grouped by ledger (bounded per commit)."""
         cursor.execute(
-            "SELECT transfer_ts FROM ledger_holds WHERE state = 0 "
-            f"AND expires_at_ns IS NOT NULL AND expires_at_ns <= {int(now_ns)} "
-            f"ORDER BY expires_at_ns LIMIT {EXPIRIES_PER_COMMIT_MAX}"
+            self._sql(
+                "SELECT transfer_ts FROM ledger_holds WHERE state = 0 "
+                "AND expires_at_ns IS NOT NULL AND expires_at_ns <= ? "
+                "ORDER BY expires_at_ns LIMIT ?"
+            ),
+            (now_ns, EXPIRIES_PER_COMMIT_MAX),
         )
         timestamps = [row[0] for row in cursor.fetchall()]
         grouped: dict[int, list[Row]] = {}
@@ -147,12 +189,13 @@ class LedgerWriter:
                     works[row[1]] = _LedgerWork(row[1], LedgerSlice(now_ns))
         return grouped
 
-    def _load(
+    def _load(  # noqa: C901 - gathers ids from every request kind before locking
         self,
         cursor: Any,
         requests: Sequence[WriteRequest],
         works: dict[int, _LedgerWork],
         due: dict[int, list[Row]],
+        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
     ) -> None:
         account_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
         transfer_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
@@ -175,20 +218,35 @@ class LedgerWriter:
                     if row[10] & TransferFlags.pending:
                         account_ids[ledger_id].update((row[3], row[4]))
         for ledger_id in sorted(works):
-            self._lock_accounts(cursor, works[ledger_id], account_ids[ledger_id])
+            self._lock_accounts(cursor, works[ledger_id], account_ids[ledger_id], cache)
         for ledger_id in sorted(works):
             self._load_transfers(cursor, works[ledger_id], transfer_ids[ledger_id])
 
-    def _lock_accounts(self, cursor: Any, work: _LedgerWork, ids: set[str]) -> None:
-        if not ids:
+    def _lock_accounts(
+        self,
+        cursor: Any,
+        work: _LedgerWork,
+        ids: set[str],
+        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+    ) -> None:
+        missing = []
+        for account_id in ids:
+            cached = cache.get((work.ledger_id, account_id))
+            if cached is None:
+                missing.append(account_id)
+            else:
+                work.account_pks[account_id] = cached[0]
+                work.slice.accounts[account_id] = cached[1]
+        if not missing:
             return
-        for row in self._ops.lock_accounts(cursor, work.ledger_id, sorted(ids)):
+        missing.sort()
+        for row in self._ops.lock_accounts(cursor, work.ledger_id, missing):
             work.account_pks[row[2]] = row[0]
             work.slice.accounts[row[2]] = LiveAccount(
                 id=row[2],
                 currency=row[3],
                 code=row[4],
-                flags=AccountFlags(row[5]),
+                flags=row[5],
                 limit_minor=row[6],
                 limit_initial_minor=row[7],
                 metadata=decode_metadata(row[8]),
@@ -213,7 +271,7 @@ class LedgerWriter:
                 timeout_s=row[7],
                 expires_at_ns=row[8],
                 code=row[9],
-                flags=TransferFlags(row[10]),
+                flags=row[10],
                 metadata=decode_metadata(row[11]),
             )
             if row[12] is not None:
@@ -223,7 +281,8 @@ class LedgerWriter:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def _write(self, cursor: Any, now_ns: int, works: list[_LedgerWork]) -> None:
+    def _write(self, cursor: Any, now_ns: int, works: list[_LedgerWork]) -> int | None:
+        """Write the commit's rows and journal entry; returns the new entry's seq, if any."""
         for work in works:
             self._write_failed(cursor, work, now_ns)
         record_count = sum(
@@ -231,9 +290,9 @@ class LedgerWriter:
             for w in works
         )
         if record_count == 0:
-            return
+            return None
         head_seq, head_ts, head_mac = self._ops.lock_head(cursor)
-        seq = head_seq + 1
+        seq = int(head_seq) + 1
         ts = max(now_ns, head_ts + 1)
         records: list[str] = []
         counts = [0, 0, 0]
@@ -259,30 +318,32 @@ class LedgerWriter:
             counts=(counts[0], counts[1], counts[2]),
             digest=digest,
         )
-        mark = self._mark
         cursor.execute(
-            "INSERT INTO ledger_journal (seq, ts, accounts_count, limit_changes_count, "
-            f"transfers_count, digest, mac) VALUES ({', '.join([mark] * 7)})",  # noqa: S608
+            self._sql(
+                "INSERT INTO ledger_journal (seq, ts, accounts_count, limit_changes_count, "
+                "transfers_count, digest, mac) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ),
             (seq, last_ts, counts[0], counts[1], counts[2], digest, mac),
         )
         cursor.execute(
-            f"UPDATE ledger_journal_head SET seq = {mark}, ts = {mark}, mac = {mark} "  # noqa: S608
-            "WHERE id = 1",
+            self._sql("UPDATE ledger_journal_head SET seq = ?, ts = ?, mac = ? WHERE id = 1"),
             (seq, last_ts, mac),
         )
         assert cursor.rowcount == 1
+        return seq
 
-    @property
-    def _mark(self) -> str:
-        return "?" if self._dialect is Dialect.sqlite else "%s"
+    def _sql(self, statement: str) -> str:
+        """Statements are written with ``?`` placeholders; psycopg wants ``%s``."""
+        return statement if self._dialect is Dialect.sqlite else statement.replace("?", "%s")
 
     def _write_failed(self, cursor: Any, work: _LedgerWork, now_ns: int) -> None:
         if not work.slice.new_failed:
             return
-        mark = self._mark
         cursor.executemany(
-            "INSERT INTO ledger_failed_transfers (ledger_id, id, result, created_ns) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark})",
+            self._sql(
+                "INSERT INTO ledger_failed_transfers (ledger_id, id, result, created_ns) "
+                "VALUES (?, ?, ?, ?)"
+            ),
             [(work.ledger_id, fid, result.value, now_ns) for fid, result in work.slice.new_failed],
         )
 
@@ -292,7 +353,6 @@ class LedgerWriter:
         new_accounts = work.slice.new_accounts
         if not new_accounts:
             return ts
-        mark = self._mark
         rows: list[Row] = []
         for offset, account in enumerate(new_accounts):
             live = work.slice.accounts[account.id]
@@ -314,17 +374,11 @@ class LedgerWriter:
                     live.credits_posted,
                 )
             )
-        columns = ", ".join(INSERT_ACCOUNT_COLUMNS)
-        cursor.executemany(
-            f"INSERT INTO ledger_accounts ({columns}) "  # noqa: S608
-            f"VALUES ({', '.join([mark] * len(INSERT_ACCOUNT_COLUMNS))})",
-            rows,
-        )
+        cursor.executemany(self._sql(_INSERT_ACCOUNT), rows)
         ids = [account.id for account in new_accounts]
         for row in self._ops.lock_accounts(cursor, work.ledger_id, ids):
             work.account_pks[row[2]] = row[0]
-        for row in rows:
-            records.append(account_record((work.account_pks[row[1]], *row[:9])))
+        records.extend(account_record((work.account_pks[row[1]], *row[:9])) for row in rows)
         return ts + len(new_accounts)
 
     def _write_limit_changes(
@@ -343,10 +397,11 @@ class LedgerWriter:
             )
             for offset, change in enumerate(changes)
         ]
-        mark = self._mark
         cursor.executemany(
-            "INSERT INTO ledger_limit_changes (ts, account_pk, limit_minor, "
-            f"previous_limit_minor, journal_seq) VALUES ({', '.join([mark] * 5)})",  # noqa: S608
+            self._sql(
+                "INSERT INTO ledger_limit_changes (ts, account_pk, limit_minor, "
+                "previous_limit_minor, journal_seq) VALUES (?, ?, ?, ?, ?)"
+            ),
             rows,
         )
         records.extend(limit_change_record(row) for row in rows)
@@ -406,17 +461,16 @@ class LedgerWriter:
                 inserts.append((new_ts[pending_id], int(state), expires))
             else:
                 updates.append((int(state), work.transfer_ts[pending_id]))
-        mark = self._mark
         if inserts:
             cursor.executemany(
-                "INSERT INTO ledger_holds (transfer_ts, state, expires_at_ns) "
-                f"VALUES ({mark}, {mark}, {mark})",
+                self._sql(
+                    "INSERT INTO ledger_holds (transfer_ts, state, expires_at_ns) VALUES (?, ?, ?)"
+                ),
                 inserts,
             )
         if updates:
             cursor.executemany(
-                f"UPDATE ledger_holds SET state = {mark} WHERE transfer_ts = {mark}",  # noqa: S608
-                updates,
+                self._sql("UPDATE ledger_holds SET state = ? WHERE transfer_ts = ?"), updates
             )
 
     def _write_balances(self, cursor: Any, work: _LedgerWork) -> None:

@@ -35,7 +35,8 @@ def upgrade() -> None:
     sa.Column('created_ns', sa.BigInteger(), nullable=False),
     sa.Column('journal_seq', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('pk', name=op.f('pk_ledger_accounts')),
-    sa.UniqueConstraint('ledger_id', 'id', name=op.f('uq_ledger_accounts_ledger_id_id'))
+    sa.UniqueConstraint('ledger_id', 'id', name=op.f('uq_ledger_accounts_ledger_id_id')),
+    postgresql_with={'fillfactor': '50'}
     )
     op.create_table('ledger_failed_transfers',
     sa.Column('ledger_id', sa.Integer(), autoincrement=False, nullable=False),
@@ -111,12 +112,11 @@ def upgrade() -> None:
     with op.batch_alter_table('ledger_transfers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ledger_transfers_credit_pk_ts'), ['credit_pk', 'ts'], unique=False)
         batch_op.create_index(batch_op.f('ix_ledger_transfers_debit_pk_ts'), ['debit_pk', 'ts'], unique=False)
-        batch_op.create_index(batch_op.f('ix_ledger_transfers_journal_seq'), ['journal_seq'], unique=False)
 
     op.create_table('tenants',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('is_default', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('is_default', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('created_at_ns', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants'))
     )
@@ -155,7 +155,6 @@ def downgrade() -> None:
     op.drop_table('api_keys')
     op.drop_table('tenants')
     with op.batch_alter_table('ledger_transfers', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_ledger_transfers_journal_seq'))
         batch_op.drop_index(batch_op.f('ix_ledger_transfers_debit_pk_ts'))
         batch_op.drop_index(batch_op.f('ix_ledger_transfers_credit_pk_ts'))
 
