@@ -385,9 +385,13 @@ def _apply_chain(  # noqa: PLR0913
 # Transfers
 
 
-def _validate_transfer(event: TransferEvent) -> CreateTransferResult | None:  # noqa: C901, PLR0911, PLR0912
-    """Checks that need no ledger state, in precedence order."""
-    flags = int(event.flags)
+def _validate_transfer(  # noqa: C901, PLR0911, PLR0912 - one check per result code
+    event: TransferEvent, flags: int, accounts: dict[str, LiveAccount]
+) -> CreateTransferResult | None:
+    """Checks that need no ledger state, in precedence order.
+
+    ``accounts`` only saves work: an id the ledger already holds was validated at creation.
+    """
     assert flags & ~_CLIENT_FLAGS == 0, "expire_pending is internal"
     if not is_valid_id(event.id):
         return _R.id_invalid
@@ -410,13 +414,15 @@ def _validate_transfer(event: TransferEvent) -> CreateTransferResult | None:  # 
         return _R.timeout_invalid
     if not resolves and event.debit_account_id is None:
         return _R.debit_account_id_required
-    if event.debit_account_id is not None and not is_valid_id(event.debit_account_id):
+    debit_id = event.debit_account_id
+    if debit_id is not None and debit_id not in accounts and not is_valid_id(debit_id):
         return _R.debit_account_id_invalid
     if not resolves and event.credit_account_id is None:
         return _R.credit_account_id_required
-    if event.credit_account_id is not None and not is_valid_id(event.credit_account_id):
+    credit_id = event.credit_account_id
+    if credit_id is not None and credit_id not in accounts and not is_valid_id(credit_id):
         return _R.credit_account_id_invalid
-    if event.debit_account_id is not None and event.debit_account_id == event.credit_account_id:
+    if debit_id is not None and debit_id == credit_id:
         return _R.accounts_must_be_different
     if not resolves and event.amount_minor is None:
         return _R.amount_required
@@ -427,7 +433,7 @@ def _validate_transfer(event: TransferEvent) -> CreateTransferResult | None:  # 
             return _R.amount_invalid
     if not 0 <= event.code <= TRANSFER_CODE_MAX:
         return _R.code_invalid
-    if not is_valid_metadata(event.metadata):
+    if event.metadata and not is_valid_metadata(event.metadata):
         return _R.metadata_invalid
     return None
 
@@ -463,7 +469,8 @@ def _fail(ledger: LedgerSlice, event_id: str, result: CreateTransferResult) -> C
 def _create_transfer(
     ledger: LedgerSlice, event: TransferEvent, undo: _Undo | None
 ) -> CreateTransferResult:
-    invalid = _validate_transfer(event)
+    flags = int(event.flags)
+    invalid = _validate_transfer(event, flags, ledger.accounts)
     if invalid is not None:
         return invalid
     stored = ledger.transfers.get(event.id)
@@ -471,13 +478,13 @@ def _create_transfer(
         return _transfer_exists(event, stored)
     if event.id in ledger.failed:
         return _R.id_already_failed
-    if int(event.flags) & _RESOLVE:
+    if flags & _RESOLVE:
         return _resolve_pending(ledger, event, undo)
-    return _create_new(ledger, event, undo)
+    return _create_new(ledger, event, flags, undo)
 
 
 def _create_new(
-    ledger: LedgerSlice, event: TransferEvent, undo: _Undo | None
+    ledger: LedgerSlice, event: TransferEvent, flags: int, undo: _Undo | None
 ) -> CreateTransferResult:
     assert event.debit_account_id is not None
     assert event.credit_account_id is not None
@@ -491,7 +498,7 @@ def _create_new(
     if debit.currency != credit.currency:
         return _fail(ledger, event.id, _R.accounts_must_have_the_same_currency)
     amount = event.amount_minor
-    pending = bool(int(event.flags) & _PENDING)
+    pending = bool(flags & _PENDING)
     refused = _check_balances(debit, credit, amount, pending=pending)
     if refused is not None:
         return _fail(ledger, event.id, refused)
