@@ -74,6 +74,11 @@ _EXPIRE = int(TransferFlags.expire_pending)
 _KIND = _PENDING | _POST | _VOID
 _RESOLVE = _POST | _VOID
 _DEBITS_LIMITED = int(AccountFlags.debits_must_not_exceed_credits)
+_ACCOUNT_FLAGS = int(
+    AccountFlags.linked
+    | AccountFlags.debits_must_not_exceed_credits
+    | AccountFlags.credits_must_not_exceed_debits
+)
 _CREDITS_LIMITED = int(AccountFlags.credits_must_not_exceed_debits)
 
 
@@ -212,6 +217,7 @@ def _chain_ends(linked: Sequence[bool]) -> list[int]:
 
 
 def _validate_account(event: AccountEvent) -> CreateAccountResult | None:  # noqa: PLR0911
+    assert int(event.flags) & ~_ACCOUNT_FLAGS == 0, "unknown account flag bits"
     if not is_valid_id(event.id):
         return _A.id_invalid
     both = AccountFlags.debits_must_not_exceed_credits | AccountFlags.credits_must_not_exceed_debits
