@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from farthing.auth import Mode, create_tenant, ledger_id_for
 from farthing.config import Settings
-from farthing.db.engine import create_engine, dialect_of
+from farthing.db.engine import dialect_of, open_initialised
 from farthing.ledger import (
     BATCH_EVENTS_MAX,
     AccountEvent,
@@ -197,7 +197,7 @@ def run_ledger_bench(  # noqa: PLR0913
     assert accounts >= 2
     assert transfers > 0
     assert single_transfers >= CLIENTS_SINGLE
-    engine: sa.Engine = create_engine(settings.database_url)
+    engine: sa.Engine = open_initialised(settings.database_url)
     service = LedgerService(engine, journal_key=settings.journal_key)
     database = dialect_of(engine).value
     run_prefix = secrets.token_hex(4)

@@ -65,11 +65,11 @@ def keys_create(
     """Print one new secret API key, alone on stdout."""
     from farthing.auth import Mode, create_key, default_tenant_id  # noqa: PLC0415
     from farthing.config import Settings  # noqa: PLC0415
-    from farthing.db.engine import create_engine  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
 
     if mode not in ("test", "live"):
         raise typer.BadParameter("mode must be test or live", param_hint="--mode")
-    engine = create_engine(Settings.from_env(database_url=database_url).database_url)
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         with engine.begin() as connection:
             tenant_id = account or default_tenant_id(connection)
@@ -90,11 +90,11 @@ def accounts_create(
     """Create a top-level account; print its acct_... id alone on stdout."""
     from farthing.auth import create_tenant  # noqa: PLC0415
     from farthing.config import Settings  # noqa: PLC0415
-    from farthing.db.engine import create_engine  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
 
     if not 0 < len(name) <= 200:
         raise typer.BadParameter("1 to 200 characters", param_hint="--name")
-    engine = create_engine(Settings.from_env(database_url=database_url).database_url)
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         with engine.begin() as connection:
             tenant_id = create_tenant(connection, name=name)
@@ -113,9 +113,12 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
     from farthing.http import create_app  # noqa: PLC0415
 
-    application = create_app(Settings.from_env(database_url=database_url))
+    settings = Settings.from_env(database_url=database_url)
+    open_initialised(settings.database_url).dispose()  # Refuse to serve an empty database.
+    application = create_app(settings)
     uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
 
 
@@ -130,7 +133,7 @@ def verify(
     from rich.progress import Progress  # noqa: PLC0415
 
     from farthing.config import Settings  # noqa: PLC0415
-    from farthing.db.engine import create_engine  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
     from farthing.ledger_service import LedgerService  # noqa: PLC0415
 
     expected = None
@@ -140,7 +143,7 @@ def verify(
             raise typer.BadParameter("expected SEQ:MAC", param_hint="--expect-head")
         expected = (int(seq_text), mac)
     settings = Settings.from_env(database_url=database_url)
-    engine = create_engine(settings.database_url)
+    engine = open_initialised(settings.database_url)
     service = LedgerService(engine, journal_key=settings.journal_key)
     try:
         with Progress(transient=True, console=None, disable=not sys.stderr.isatty()) as bar:

@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-__all__ = ["Dialect", "create_engine", "dialect_of", "normalize_url"]
+from farthing._errors import ConfigurationError
+
+__all__ = ["Dialect", "create_engine", "dialect_of", "normalize_url", "open_initialised"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Page cache per connection: index pages of a large ledger stay in memory.
@@ -95,4 +97,24 @@ def create_engine(url: str) -> sa.Engine:
         pool_pre_ping=True,
     )
     assert dialect_of(engine) is Dialect.postgresql
+    return engine
+
+
+def open_initialised(url: str) -> sa.Engine:
+    """An engine on a database that `farthing init` prepared; never creates a file."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite" and not Path(str(parsed.database)).is_file():
+        msg = f"no database at {parsed.database}: run `farthing init` first"
+        raise ConfigurationError(msg)
+    engine = create_engine(url)
+    try:
+        initialised = sa.inspect(engine).has_table("ledger_journal_head")
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        msg = f"cannot connect to the database: {error.orig}"
+        raise ConfigurationError(msg) from None
+    if not initialised:
+        engine.dispose()
+        msg = "database is not initialised: run `farthing init` first"
+        raise ConfigurationError(msg)
     return engine

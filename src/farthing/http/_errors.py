@@ -51,7 +51,11 @@ def error_response(  # noqa: PLR0913
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _param_of(location: tuple[object, ...]) -> str | None:
+def _param_of(error: dict[str, object]) -> str | None:
+    if error.get("type") == "json_invalid":
+        return None  # The location of a syntax error is a character offset, not a parameter.
+    location = error.get("loc", ())
+    assert isinstance(location, tuple | list)
     parts = [str(part) for part in location if part not in ("body", "query", "path")]
     return ".".join(parts) or None
 
@@ -70,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-        param = _param_of(tuple(first.get("loc", ())))
+        param = _param_of(dict(first))
         where = f" ({param})" if param else ""
         return error_response(
             400,
@@ -82,7 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "resource_missing", 405: "method_not_allowed"}.get(
+        code = {404: "resource_missing", 405: "method_not_allowed", 413: "body_too_large"}.get(
             error.status_code, "invalid_request"
         )
         return error_response(

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodySizeLimit"]
-
-
-class _TooLargeError(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -19,6 +16,7 @@ class BodySizeLimit:
         assert body_bytes_max > 0
         self._app = app
         self._max = body_bytes_max
+        self._message = f"Request bodies are limited to {body_bytes_max} bytes."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,7 +35,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self._max:
-                    raise _TooLargeError
+                    # An HTTPException passes through FastAPI's body parsing unchanged and is
+                    # answered by the app's error handler (a bare exception would become 400).
+                    raise HTTPException(413, detail=self._message)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -47,9 +47,10 @@ class BodySizeLimit:
 
         try:
             await self._app(scope, limited_receive, tracking_send)
-        except _TooLargeError:
-            if not started:
-                await self._refuse(send)
+        except HTTPException as error:
+            if error.status_code != 413 or started:
+                raise
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = orjson.dumps(
@@ -57,7 +58,7 @@ class BodySizeLimit:
                 "error": {
                     "type": "invalid_request_error",
                     "code": "body_too_large",
-                    "message": f"Request bodies are limited to {self._max} bytes.",
+                    "message": self._message,
                 }
             }
         )

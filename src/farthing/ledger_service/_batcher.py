@@ -95,9 +95,14 @@ class GroupCommitter:
         try:
             outcomes = await loop.run_in_executor(self._executor, self._writer.commit, requests)
         except Exception as error:  # noqa: BLE001 - every waiter must hear about the failure.
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(error)
+            if len(group) == 1:
+                if not group[0][1].done():
+                    group[0][1].set_exception(error)
+                return
+            # One request must not fail its neighbours: commit each alone, so only the request
+            # that cannot commit hears about the error.
+            for item in group:
+                await self._commit(loop, [item])
             return
         self.commits += 1
         assert len(outcomes) == len(group)

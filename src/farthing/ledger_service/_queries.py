@@ -20,6 +20,7 @@ from farthing.ledger import (
     Metadata,
     TransferFlags,
 )
+from farthing.ledger_service._sql import storable
 from farthing.ledger_service._writer import decode_metadata
 
 __all__ = [
@@ -102,7 +103,7 @@ def get_accounts(
     assert len(ids) <= PAGE_SIZE_MAX
     a = ledger_accounts
     rows = connection.execute(
-        sa.select(a).where(a.c.ledger_id == ledger_id, a.c.id.in_(list(ids)))
+        sa.select(a).where(a.c.ledger_id == ledger_id, a.c.id.in_(_storable(ids)))
     ).all()
     found: dict[str, Account] = {}
     for row in rows:
@@ -127,12 +128,18 @@ def get_transfers(
 ) -> dict[str, CommittedTransfer]:
     assert len(ids) <= PAGE_SIZE_MAX
     rows = connection.execute(
-        _TRANSFER_SELECT.where(_t.c.ledger_id == ledger_id, _t.c.id.in_(list(ids)))
+        _TRANSFER_SELECT.where(_t.c.ledger_id == ledger_id, _t.c.id.in_(_storable(ids)))
     ).all()
     return {row.id: _transfer(row) for row in rows}
 
 
+def _storable(ids: Sequence[str]) -> list[str]:
+    return [value for value in ids if storable(value)]
+
+
 def _account_pk(connection: sa.Connection, ledger_id: int, account_id: str) -> int | None:
+    if not storable(account_id):
+        return None
     a = ledger_accounts
     pk = connection.execute(
         sa.select(a.c.pk).where(a.c.ledger_id == ledger_id, a.c.id == account_id)

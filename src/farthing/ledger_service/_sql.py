@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from farthing.ledger_service._records import ACCOUNT_RECORD_COLUMNS, TRANSFER_COLUMNS
 
-__all__ = ["PostgresOps", "SqlOps", "SqliteOps"]
+__all__ = ["PostgresOps", "SqlOps", "SqliteOps", "storable"]
 
 Row = tuple[Any, ...]
 
@@ -51,6 +51,11 @@ class SqlOps(Protocol):
     def lock_head(self, cursor: Any) -> Row: ...
     def insert_transfers(self, cursor: Any, rows: Sequence[Row]) -> None: ...
     def update_balances(self, cursor: Any, rows: Sequence[Row]) -> None: ...
+
+
+def storable(value: str) -> bool:
+    """False for text no row can hold: PostgreSQL refuses NUL in text, even in a look-up."""
+    return "\x00" not in value
 
 
 def _placeholders(count: int, mark: str) -> str:

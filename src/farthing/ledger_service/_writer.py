@@ -49,6 +49,7 @@ from farthing.ledger_service._sql import (
     Row,
     SqliteOps,
     SqlOps,
+    storable,
 )
 
 __all__ = ["LedgerWriter", "decode_metadata"]
@@ -205,7 +206,9 @@ class LedgerWriter:
             _collect_ids(request, account_ids[ledger_id], transfer_ids[ledger_id])
             if isinstance(request, CreateTransfers):
                 pending_ids[ledger_id].update(
-                    event.pending_id for event in request.events if event.pending_id is not None
+                    event.pending_id
+                    for event in request.events
+                    if event.pending_id is not None and storable(event.pending_id)
                 )
         for ledger_id, rows in due.items():
             for row in rows:
@@ -495,6 +498,15 @@ class LedgerWriter:
 
 
 def _collect_ids(request: WriteRequest, account_ids: set[str], transfer_ids: set[str]) -> None:
+    """Ids a request may read. Ids no row can have (a NUL, refused by PostgreSQL's text type) are
+    left out: the engine answers them with ``*_invalid`` without a look-up."""
+    _collect_all_ids(request, account_ids, transfer_ids)
+    for ids in (account_ids, transfer_ids):
+        unstorable = [value for value in ids if not storable(value)]
+        ids.difference_update(unstorable)
+
+
+def _collect_all_ids(request: WriteRequest, account_ids: set[str], transfer_ids: set[str]) -> None:
     if isinstance(request, CreateAccounts):
         account_ids.update(event.id for event in request.events)
     elif isinstance(request, SetLimit):
