@@ -1313,14 +1313,17 @@ def test_limit_changes() -> None:
         limit L 0 -> limit_below_usage
         """
     )
+    # transfers_before: how many committed transfers preceded each change (H1 T1 | T3 V1 | T4 | T5).
     assert harness.ledger.limit_changes == [
-        LimitChange(account_id="L", limit_minor=80, previous_limit_minor=100),
-        LimitChange(account_id="L", limit_minor=200, previous_limit_minor=80),
-        LimitChange(account_id="L", limit_minor=170, previous_limit_minor=200),
-        LimitChange(account_id="L", limit_minor=70, previous_limit_minor=170),
-        LimitChange(account_id="M", limit_minor=100, previous_limit_minor=100),
-        LimitChange(account_id="M", limit_minor=1000, previous_limit_minor=100),
-        LimitChange(account_id="L", limit_minor=BALANCE_MAX, previous_limit_minor=70),
+        LimitChange(account_id="L", limit_minor=80, previous_limit_minor=100, transfers_before=2),
+        LimitChange(account_id="L", limit_minor=200, previous_limit_minor=80, transfers_before=2),
+        LimitChange(account_id="L", limit_minor=170, previous_limit_minor=200, transfers_before=4),
+        LimitChange(account_id="L", limit_minor=70, previous_limit_minor=170, transfers_before=5),
+        LimitChange(account_id="M", limit_minor=100, previous_limit_minor=100, transfers_before=6),
+        LimitChange(account_id="M", limit_minor=1000, previous_limit_minor=100, transfers_before=6),
+        LimitChange(
+            account_id="L", limit_minor=BALANCE_MAX, previous_limit_minor=70, transfers_before=6
+        ),
     ]
     assert harness.ledger.accounts["L"].limit_minor == BALANCE_MAX
     assert harness.ledger.accounts["L"].limit_initial_minor == 100

@@ -147,7 +147,9 @@ ledger_failed_transfers = sa.Table(
     sa.Column("ledger_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("result", sa.String(64), nullable=False),
-    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    # Journaled like transfers: deleting a failure would let a retry succeed later.
+    sa.Column("ts", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("journal_seq", sa.BigInteger, nullable=False),
 )
 
 ledger_limit_changes = sa.Table(
@@ -168,6 +170,7 @@ ledger_journal = sa.Table(
     sa.Column("accounts_count", sa.Integer, nullable=False),
     sa.Column("limit_changes_count", sa.Integer, nullable=False),
     sa.Column("transfers_count", sa.Integer, nullable=False),
+    sa.Column("failed_count", sa.Integer, nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("mac", sa.String(64), nullable=False),
 )

@@ -731,7 +731,10 @@ def apply_limit_change(ledger: LedgerSlice, account_id: str, limit_minor: int) -
         return SetLimitResult.limit_below_usage
     ledger.limit_changes.append(
         LimitChange(
-            account_id=account_id, limit_minor=limit_minor, previous_limit_minor=account.limit_minor
+            account_id=account_id,
+            limit_minor=limit_minor,
+            previous_limit_minor=account.limit_minor,
+            transfers_before=len(ledger.new_transfers),
         )
     )
     account.limit_minor = limit_minor

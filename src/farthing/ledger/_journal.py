@@ -21,9 +21,11 @@ __all__ = [
     "GENESIS_MAC",
     "JOURNAL_KEY_LENGTH_MIN",
     "digest_records",
+    "encode_field",
     "encode_metadata",
     "encode_record",
     "entry_mac",
+    "has_separator",
 ]
 
 JOURNAL_KEY_LENGTH_MIN = 32
@@ -39,10 +41,30 @@ def encode_metadata(metadata: Metadata) -> str | None:
     return json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True)
 
 
+def encode_field(value: object) -> str:
+    """Typed and unambiguous: ``~`` is NULL, ``'`` starts text, anything else is an integer.
+
+    Text never holds the separators (verify refuses rows whose text does), so the encoding of a
+    record determines every field, its type and NULL-ness.
+    """
+    if value is None:
+        return "~"
+    if isinstance(value, str):
+        return "'" + value
+    assert isinstance(value, int)
+    assert not isinstance(value, bool)
+    return str(value)
+
+
 def encode_record(kind: str, fields: Iterable[object]) -> str:
-    """One record as text; ids cannot hold the separators and metadata is JSON-escaped."""
+    """One record as text: its kind, then each field, separated by US (0x1f)."""
     assert len(kind) == 1
-    return kind + _UNIT + _UNIT.join("" if value is None else str(value) for value in fields)
+    return kind + _UNIT + _UNIT.join(encode_field(value) for value in fields)
+
+
+def has_separator(text: str) -> bool:
+    """True if text holds a character the record encoding reserves (or a NUL)."""
+    return _UNIT in text or _RECORD in text or "\x00" in text
 
 
 def digest_records(records: Iterable[str]) -> str:
@@ -56,11 +78,13 @@ def entry_mac(  # noqa: PLR0913
     previous_mac: str,
     seq: int,
     timestamp_ns: int,
-    counts: tuple[int, int, int],
+    counts: tuple[int, int, int, int],
     digest: str,
 ) -> str:
     """The chain link: binds this entry to the one before it under the secret key."""
     assert len(key) >= JOURNAL_KEY_LENGTH_MIN
     assert seq >= 1
-    message = f"{previous_mac}|{seq}|{timestamp_ns}|{counts[0]}|{counts[1]}|{counts[2]}|{digest}"
+    assert len(counts) == 4  # accounts, limit changes, transfers, failures
+    count_text = "|".join(str(count) for count in counts)
+    message = f"{previous_mac}|{seq}|{timestamp_ns}|{count_text}|{digest}"
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()

@@ -172,3 +172,5 @@ class LimitChange:
     account_id: str
     limit_minor: int
     previous_limit_minor: int
+    # How many of the commit's transfers came before this change: the journal keeps that order.
+    transfers_before: int = 0

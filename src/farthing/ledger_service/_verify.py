@@ -2,15 +2,19 @@
 
 One streaming pass in commit order checks that
 - every journal entry's MAC chains to the one before (keyed: forging needs the secret key),
-- every entry's digest matches the records it covers, and no record lies outside an entry,
+- every entry's digest matches the records it covers, no record lies outside an entry, and every
+  stored value has its column's type (so a changed type cannot keep the same encoding),
 - the balances stored on every transfer row equal the replayed balances at that moment,
-- no account ever broke its limit, and holds were resolved at most once,
-then, at the end, that stored balances, limits and hold states equal the replay, and that debits
-equal credits per currency. The first failure is raised with the entry it concerns.
+- no account ever broke its limit, holds were resolved at most once, and no id both failed and
+  committed,
+then, at the end, that stored balances, limits and holds (state and expiry) equal the replay,
+that debits equal credits per currency, and that the journal head names the last entry. The first
+failure is raised as IntegrityError naming the entry or account it concerns.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +24,7 @@ import sqlalchemy as sa
 from farthing._errors import IntegrityError
 from farthing.db.schema import (
     ledger_accounts,
+    ledger_failed_transfers,
     ledger_holds,
     ledger_journal,
     ledger_journal_head,
@@ -36,10 +41,13 @@ from farthing.ledger import (
 )
 from farthing.ledger_service._records import (
     ACCOUNT_RECORD_COLUMNS,
+    FAILED_COLUMNS,
     LIMIT_CHANGE_COLUMNS,
     TRANSFER_COLUMNS,
     account_record,
+    failed_record,
     limit_change_record,
+    row_type_error,
     transfer_record,
 )
 
@@ -47,6 +55,12 @@ __all__ = ["VerifyReport", "verify_ledger"]
 
 STREAM_CHUNK_ROWS = 10_000
 ProgressCallback = Callable[[int, int], None]
+_ENCODERS: dict[str, Callable[[Any], str]] = {
+    "A": account_record,
+    "L": limit_change_record,
+    "T": transfer_record,
+    "F": failed_record,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,31 +76,21 @@ class VerifyReport:
 class _Replay:
     # pk -> [debits_pending, debits_posted, credits_pending, credits_posted, limit, flags, currency]
     accounts: dict[int, list[Any]] = field(default_factory=dict)
-    # (ledger_id, pending id) -> [amount, state, ts]
-    holds: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+    # (ledger_id, pending id) -> [amount, state, ts, expires_at_ns]
+    holds: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
+    committed: set[tuple[int, str]] = field(default_factory=set)
+    failed: set[tuple[int, str]] = field(default_factory=set)
     transfers: int = 0
 
 
-def _stream(
-    connection: sa.Connection, table: sa.Table, columns: tuple[str, ...], order: str
-) -> Iterator[sa.Row[Any]]:
-    statement = sa.select(*(table.c[name] for name in columns)).order_by(table.c[order])
-    result = connection.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(statement)
-    yield from result
+@dataclass(slots=True)
+class _Streams:
+    """One ordered stream per journaled table, all over the same snapshot."""
 
-
-def _take(stream: Iterator[sa.Row[Any]], count: int, seq: int, what: str) -> list[sa.Row[Any]]:
-    rows = []
-    for _ in range(count):
-        row = next(stream, None)
-        if row is None:
-            msg = f"journal entry {seq}: {what} missing (entry counts {count})"
-            raise IntegrityError(msg)
-        if row.journal_seq != seq:
-            msg = f"journal entry {seq}: {what} row belongs to entry {row.journal_seq}"
-            raise IntegrityError(msg)
-        rows.append(row)
-    return rows
+    accounts: Iterator[sa.Row[Any]]
+    limits: Iterator[sa.Row[Any]]
+    transfers: Iterator[sa.Row[Any]]
+    failed: Iterator[sa.Row[Any]]
 
 
 def verify_ledger(
@@ -100,7 +104,8 @@ def verify_ledger(
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        report = _verify(connection, journal_key, progress)
+        with contextlib.ExitStack() as cursors:
+            report = _verify(connection, cursors, journal_key, progress)
         connection.rollback()
     if expect_head is not None and (report.head_seq, report.head_mac) != expect_head:
         msg = f"journal head is {report.head_seq}:{report.head_mac}, expected {expect_head}"
@@ -108,48 +113,58 @@ def verify_ledger(
     return report
 
 
+def _stream(
+    connection: sa.Connection,
+    cursors: contextlib.ExitStack,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    order: str,
+) -> Iterator[sa.Row[Any]]:
+    statement = sa.select(*(table.c[name] for name in columns)).order_by(table.c[order])
+    result = connection.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(statement)
+    cursors.callback(result.close)  # Server-side cursors close even when verification fails.
+    return iter(result)
+
+
 def _verify(
-    connection: sa.Connection, key: bytes, progress: ProgressCallback | None
+    connection: sa.Connection,
+    cursors: contextlib.ExitStack,
+    key: bytes,
+    progress: ProgressCallback | None,
 ) -> VerifyReport:
     total = connection.execute(sa.select(sa.func.count()).select_from(ledger_journal)).scalar_one()
-    # Four ordered streams over one snapshot, merged by journal entry.
-    accounts = _stream(connection, ledger_accounts, ACCOUNT_RECORD_COLUMNS, "created_ns")
-    limits = _stream(connection, ledger_limit_changes, LIMIT_CHANGE_COLUMNS, "ts")
-    transfers = _stream(connection, ledger_transfers, TRANSFER_COLUMNS, "ts")
+    streams = _Streams(
+        accounts=_stream(
+            connection, cursors, ledger_accounts, ACCOUNT_RECORD_COLUMNS, "created_ns"
+        ),
+        limits=_stream(connection, cursors, ledger_limit_changes, LIMIT_CHANGE_COLUMNS, "ts"),
+        transfers=_stream(connection, cursors, ledger_transfers, TRANSFER_COLUMNS, "ts"),
+        failed=_stream(connection, cursors, ledger_failed_transfers, FAILED_COLUMNS, "ts"),
+    )
     replay = _Replay()
     previous_mac, previous_seq, previous_ts = GENESIS_MAC, 0, 0
-    entries = connection.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(
-        sa.select(ledger_journal).order_by(ledger_journal.c.seq)
+    entries = _stream(
+        connection, cursors, ledger_journal, tuple(c.name for c in ledger_journal.columns), "seq"
     )
     for done, entry in enumerate(entries, start=1):
         if entry.seq != previous_seq + 1:
             msg = f"journal entry {previous_seq + 1} missing (next is {entry.seq})"
             raise IntegrityError(msg)
-        records = _replay_entry(entry, replay, accounts, limits, transfers, previous_ts)
-        counts = (entry.accounts_count, entry.limit_changes_count, entry.transfers_count)
-        if digest_records(records) != entry.digest:
-            msg = f"journal entry {entry.seq}: records do not match the digest"
-            raise IntegrityError(msg)
-        mac = entry_mac(
-            key,
-            previous_mac=previous_mac,
-            seq=entry.seq,
-            timestamp_ns=entry.ts,
-            counts=counts,
-            digest=entry.digest,
-        )
-        if mac != entry.mac:
-            msg = f"journal entry {entry.seq}: MAC does not verify (edited, reordered or forged)"
-            raise IntegrityError(msg)
-        previous_mac, previous_seq, previous_ts = mac, entry.seq, entry.ts
+        _check_entry(entry, replay, streams, previous_ts, previous_mac, key)
+        previous_mac, previous_seq, previous_ts = entry.mac, entry.seq, entry.ts
         if progress is not None:
             progress(done, total)
-    for stream, what in ((accounts, "account"), (limits, "limit change"), (transfers, "transfer")):
+    for stream, what in (
+        (streams.accounts, "account"),
+        (streams.limits, "limit change"),
+        (streams.transfers, "transfer"),
+        (streams.failed, "failed transfer"),
+    ):
         extra = next(stream, None)
         if extra is not None:
             msg = f"{what} row outside the journal (journal_seq {extra.journal_seq})"
             raise IntegrityError(msg)
-    _check_head(connection, previous_seq, previous_mac)
+    _check_head(connection, previous_seq, previous_ts, previous_mac)
     _check_final_state(connection, replay)
     return VerifyReport(
         entries=previous_seq,
@@ -160,34 +175,89 @@ def _verify(
     )
 
 
-def _replay_entry(  # noqa: PLR0913
+def _check_entry(  # noqa: PLR0913
     entry: sa.Row[Any],
     replay: _Replay,
-    accounts: Iterator[sa.Row[Any]],
-    limits: Iterator[sa.Row[Any]],
-    transfers: Iterator[sa.Row[Any]],
+    streams: _Streams,
     previous_ts: int,
-) -> list[str]:
-    records: list[str] = []
-    for row in _take(accounts, entry.accounts_count, entry.seq, "account"):
-        records.append(account_record(tuple(row)))
-        _check_ts(entry, row.created_ns, previous_ts)
-        replay.accounts[row.pk] = [0, 0, 0, 0, row.limit_initial_minor, row.flags, row.currency]
-    for row in _take(limits, entry.limit_changes_count, entry.seq, "limit change"):
-        records.append(limit_change_record(tuple(row)))
-        _check_ts(entry, row.ts, previous_ts)
-        _apply_limit_change(entry.seq, replay, row)
-    for row in _take(transfers, entry.transfers_count, entry.seq, "transfer"):
-        records.append(transfer_record(tuple(row)))
-        _check_ts(entry, row.ts, previous_ts)
-        _apply_transfer(entry.seq, replay, row)
-    return records
-
-
-def _check_ts(entry: sa.Row[Any], ts: int, previous_ts: int) -> None:
-    if not previous_ts < ts <= entry.ts:
-        msg = f"journal entry {entry.seq}: record timestamp {ts} outside the entry"
+    previous_mac: str,
+    key: bytes,
+) -> None:
+    counts = (
+        entry.accounts_count,
+        entry.limit_changes_count,
+        entry.transfers_count,
+        entry.failed_count,
+    )
+    rows = [
+        *(("A", row.created_ns, row) for row in _take(streams.accounts, counts[0], entry, "A")),
+        *(("L", row.ts, row) for row in _take(streams.limits, counts[1], entry, "L")),
+        *(("T", row.ts, row) for row in _take(streams.transfers, counts[2], entry, "T")),
+        *(("F", row.ts, row) for row in _take(streams.failed, counts[3], entry, "F")),
+    ]
+    rows.sort(key=lambda item: item[1])  # The order in which the commit applied them.
+    records = []
+    for kind, ts, row in rows:
+        if not previous_ts < ts <= entry.ts:
+            msg = f"journal entry {entry.seq}: record timestamp {ts} outside the entry"
+            raise IntegrityError(msg)
+        records.append(_ENCODERS[kind](tuple(row)))
+        _replay_record(entry.seq, replay, kind, row)
+    if digest_records(records) != entry.digest:
+        msg = f"journal entry {entry.seq}: records do not match the digest"
         raise IntegrityError(msg)
+    mac = entry_mac(
+        key,
+        previous_mac=previous_mac,
+        seq=entry.seq,
+        timestamp_ns=entry.ts,
+        counts=counts,
+        digest=entry.digest,
+    )
+    if mac != entry.mac:
+        msg = f"journal entry {entry.seq}: MAC does not verify (edited, reordered or forged)"
+        raise IntegrityError(msg)
+
+
+def _take(
+    stream: Iterator[sa.Row[Any]], count: int, entry: sa.Row[Any], kind: str
+) -> list[sa.Row[Any]]:
+    if not isinstance(count, int) or count < 0:
+        msg = f"journal entry {entry.seq}: counts are not integers"
+        raise IntegrityError(msg)
+    rows = []
+    for _ in range(count):
+        row = next(stream, None)
+        if row is None:
+            msg = f"journal entry {entry.seq}: {kind} records missing (entry counts {count})"
+            raise IntegrityError(msg)
+        problem = row_type_error(kind, tuple(row))
+        if problem is not None:
+            msg = f"journal entry {entry.seq}: {kind} record: {problem}"
+            raise IntegrityError(msg)
+        if row.journal_seq != entry.seq:
+            msg = f"journal entry {entry.seq}: {kind} record belongs to entry {row.journal_seq}"
+            raise IntegrityError(msg)
+        rows.append(row)
+    return rows
+
+
+def _replay_record(seq: int, replay: _Replay, kind: str, row: sa.Row[Any]) -> None:
+    if kind == "A":
+        if row.pk in replay.accounts:
+            msg = f"journal entry {seq}: account {row.id!r} created twice"
+            raise IntegrityError(msg)
+        replay.accounts[row.pk] = [0, 0, 0, 0, row.limit_initial_minor, row.flags, row.currency]
+    elif kind == "L":
+        _apply_limit_change(seq, replay, row)
+    elif kind == "T":
+        _apply_transfer(seq, replay, row)
+        replay.committed.add((row.ledger_id, row.id))
+    else:
+        if (row.ledger_id, row.id) in replay.committed:
+            msg = f"journal entry {seq}: transfer {row.id!r} failed after it was committed"
+            raise IntegrityError(msg)
+        replay.failed.add((row.ledger_id, row.id))
 
 
 def _apply_limit_change(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:
@@ -206,35 +276,13 @@ def _apply_transfer(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:
     if debit is None or credit is None or debit[6] != credit[6] or debit[6] != row.currency:
         msg = f"{where} names unknown accounts or mixes currencies"
         raise IntegrityError(msg)
-    flags = TransferFlags(row.flags)
-    amount = row.amount
-    if amount <= 0:
+    if row.amount <= 0:
         msg = f"{where} has a non-positive amount"
         raise IntegrityError(msg)
-    if flags == TransferFlags.none:
-        debit[1] += amount
-        credit[3] += amount
-    elif flags == TransferFlags.pending:
-        debit[0] += amount
-        credit[2] += amount
-        replay.holds[(row.ledger_id, row.id)] = [amount, HoldState.pending, row.ts]
-    else:
-        hold = replay.holds.get((row.ledger_id, row.pending_id))
-        if hold is None or hold[1] != HoldState.pending:
-            msg = f"{where} resolves a hold that is not pending"
-            raise IntegrityError(msg)
-        posts = flags == TransferFlags.post_pending
-        if amount > hold[0] or (not posts and amount != hold[0]):
-            msg = f"{where} resolves a hold for a different amount"
-            raise IntegrityError(msg)
-        debit[0] -= hold[0]
-        credit[2] -= hold[0]
-        if posts:
-            debit[1] += amount
-            credit[3] += amount
-            hold[1] = HoldState.posted
-        else:
-            hold[1] = HoldState.voided if flags == TransferFlags.void_pending else HoldState.expired
+    if (row.ledger_id, row.id) in replay.committed or (row.ledger_id, row.id) in replay.failed:
+        msg = f"{where} reuses an id"
+        raise IntegrityError(msg)
+    _move_balances(where, replay, row, debit, credit)
     expected = (
         row.dr_debits_pending,
         row.dr_debits_posted,
@@ -253,6 +301,42 @@ def _apply_transfer(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:
     replay.transfers += 1
 
 
+def _move_balances(
+    where: str, replay: _Replay, row: sa.Row[Any], debit: list[Any], credit: list[Any]
+) -> None:
+    flags = row.flags
+    amount = row.amount
+    if flags == TransferFlags.none:
+        debit[1] += amount
+        credit[3] += amount
+        return
+    if flags == TransferFlags.pending:
+        debit[0] += amount
+        credit[2] += amount
+        hold = [amount, HoldState.pending, row.ts, row.expires_at_ns]
+        replay.holds[(row.ledger_id, row.id)] = hold
+        return
+    resolved = replay.holds.get((row.ledger_id, row.pending_id))
+    kinds = (TransferFlags.post_pending, TransferFlags.void_pending, TransferFlags.expire_pending)
+    if flags not in kinds or resolved is None or resolved[1] != HoldState.pending:
+        msg = f"{where} resolves a hold that is not pending (or has unknown flags)"
+        raise IntegrityError(msg)
+    posts = flags == TransferFlags.post_pending
+    if amount > resolved[0] or (not posts and amount != resolved[0]):
+        msg = f"{where} resolves a hold for a different amount"
+        raise IntegrityError(msg)
+    debit[0] -= resolved[0]
+    credit[2] -= resolved[0]
+    if posts:
+        debit[1] += amount
+        credit[3] += amount
+        resolved[1] = HoldState.posted
+    elif flags == TransferFlags.void_pending:
+        resolved[1] = HoldState.voided
+    else:
+        resolved[1] = HoldState.expired
+
+
 def _check_limit(seq: int, ts: int, account: list[Any]) -> None:
     debits_pending, debits_posted, credits_pending, credits_posted, limit, flags, _ = account
     if min(debits_pending, debits_posted, credits_pending, credits_posted) < 0:
@@ -268,9 +352,9 @@ def _check_limit(seq: int, ts: int, account: list[Any]) -> None:
         raise IntegrityError(msg)
 
 
-def _check_head(connection: sa.Connection, seq: int, mac: str) -> None:
+def _check_head(connection: sa.Connection, seq: int, ts: int, mac: str) -> None:
     head = connection.execute(sa.select(ledger_journal_head)).one()
-    if (head.seq, head.mac) != (seq, mac):
+    if (head.seq, head.ts, head.mac) != (seq, ts, mac):
         msg = f"journal head ({head.seq}) does not match the last entry ({seq})"
         raise IntegrityError(msg)
 
@@ -278,7 +362,7 @@ def _check_head(connection: sa.Connection, seq: int, mac: str) -> None:
 def _check_final_state(connection: sa.Connection, replay: _Replay) -> None:
     totals: dict[str, list[int]] = {}
     a = ledger_accounts
-    rows = connection.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(
+    rows = connection.execute(
         sa.select(
             a.c.pk, a.c.id, a.c.debits_pending, a.c.debits_posted, a.c.credits_pending,
             a.c.credits_posted, a.c.limit_minor, a.c.currency,
@@ -303,9 +387,13 @@ def _check_final_state(connection: sa.Connection, replay: _Replay) -> None:
 
 
 def _check_holds(connection: sa.Connection, replay: _Replay) -> None:
-    by_ts = {hold[2]: hold[1] for hold in replay.holds.values()}
-    rows = connection.execute(sa.select(ledger_holds.c.transfer_ts, ledger_holds.c.state))
-    stored = {row[0]: row[1] for row in rows}
-    if stored != by_ts:
-        msg = "hold states differ from the journal's pending transfers"
+    expected = {hold[2]: (int(hold[1]), hold[3]) for hold in replay.holds.values()}
+    h = ledger_holds
+    rows = connection.execute(sa.select(h.c.transfer_ts, h.c.state, h.c.expires_at_ns))
+    stored = {row[0]: (row[1], row[2]) for row in rows}
+    if stored != expected:
+        wrong = min(
+            ts for ts in stored.keys() | expected.keys() if stored.get(ts) != expected.get(ts)
+        )
+        msg = f"hold of the transfer at {wrong}: state or expiry differs from the journal"
         raise IntegrityError(msg)

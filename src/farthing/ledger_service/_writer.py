@@ -35,7 +35,12 @@ from farthing.ledger import (
     entry_mac,
     expire_due_holds,
 )
-from farthing.ledger_service._records import account_record, limit_change_record, transfer_record
+from farthing.ledger_service._records import (
+    account_record,
+    failed_record,
+    limit_change_record,
+    transfer_record,
+)
 from farthing.ledger_service._requests import (
     CreateAccounts,
     CreateTransfers,
@@ -224,6 +229,8 @@ class LedgerWriter:
             self._lock_accounts(cursor, works[ledger_id], account_ids[ledger_id], cache)
         for ledger_id in sorted(works):
             self._load_transfers(cursor, works[ledger_id], transfer_ids[ledger_id])
+            resolvable = pending_ids[ledger_id].union(row[2] for row in due.get(ledger_id, ()))
+            _check_accounts_locked(works[ledger_id].slice, resolvable)
 
     def _lock_accounts(
         self,
@@ -285,48 +292,48 @@ class LedgerWriter:
     # -- writes -----------------------------------------------------------------------------
 
     def _write(self, cursor: Any, now_ns: int, works: list[_LedgerWork]) -> int | None:
-        """Write the commit's rows and journal entry; returns the new entry's seq, if any."""
-        for work in works:
-            self._write_failed(cursor, work, now_ns)
-        record_count = sum(
-            len(w.slice.new_accounts) + len(w.slice.limit_changes) + len(w.slice.new_transfers)
-            for w in works
-        )
-        if record_count == 0:
+        """Write the commit's rows and journal entry; returns the new entry's seq, if any.
+
+        Timestamps follow the order in which the engine applied things, per ledger: new
+        accounts, then transfers and limit changes interleaved as they happened, then failures.
+        """
+        counts = [0, 0, 0, 0]
+        for w in works:
+            counts[0] += len(w.slice.new_accounts)
+            counts[1] += len(w.slice.limit_changes)
+            counts[2] += len(w.slice.new_transfers)
+            counts[3] += len(w.slice.new_failed)
+        if sum(counts) == 0:
             return None
         head_seq, head_ts, head_mac = self._ops.lock_head(cursor)
         seq = int(head_seq) + 1
-        ts = max(now_ns, head_ts + 1)
-        records: list[str] = []
-        counts = [0, 0, 0]
+        ts = max(now_ns, int(head_ts) + 1)
+        records: list[tuple[int, str]] = []
         for work in works:
             ts = self._write_accounts(cursor, work, seq, ts, records)
-            counts[0] += len(work.slice.new_accounts)
-        for work in works:
-            ts = self._write_limit_changes(cursor, work, seq, ts, records)
-            counts[1] += len(work.slice.limit_changes)
-        for work in works:
-            ts = self._write_transfers(cursor, work, seq, ts, records)
-            counts[2] += len(work.slice.new_transfers)
-        for work in works:
+            transfer_ts, change_ts, ts = _interleave(work.slice, ts)
+            self._write_limit_changes(cursor, work, seq, change_ts, records)
+            self._write_transfers(cursor, work, seq, transfer_ts, records)
+            ts = self._write_failed(cursor, work, seq, ts, records)
             self._write_balances(cursor, work)
-        assert sum(counts) == record_count == len(records)
+        assert len(records) == sum(counts)
+        records.sort()
         last_ts = ts - 1
-        digest = digest_records(records)
+        digest = digest_records(text for _, text in records)
         mac = entry_mac(
             self._key,
             previous_mac=head_mac,
             seq=seq,
             timestamp_ns=last_ts,
-            counts=(counts[0], counts[1], counts[2]),
+            counts=(counts[0], counts[1], counts[2], counts[3]),
             digest=digest,
         )
         cursor.execute(
             self._sql(
                 "INSERT INTO ledger_journal (seq, ts, accounts_count, limit_changes_count, "
-                "transfers_count, digest, mac) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "transfers_count, failed_count, digest, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ),
-            (seq, last_ts, counts[0], counts[1], counts[2], digest, mac),
+            (seq, last_ts, *counts, digest, mac),
         )
         cursor.execute(
             self._sql("UPDATE ledger_journal_head SET seq = ?, ts = ?, mac = ? WHERE id = 1"),
@@ -339,19 +346,27 @@ class LedgerWriter:
         """Statements are written with ``?`` placeholders; psycopg wants ``%s``."""
         return statement if self._dialect is Dialect.sqlite else statement.replace("?", "%s")
 
-    def _write_failed(self, cursor: Any, work: _LedgerWork, now_ns: int) -> None:
+    def _write_failed(
+        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[tuple[int, str]]
+    ) -> int:
         if not work.slice.new_failed:
-            return
+            return ts
+        rows = [
+            (ts + offset, work.ledger_id, failed_id, result.value, seq)
+            for offset, (failed_id, result) in enumerate(work.slice.new_failed)
+        ]
         cursor.executemany(
             self._sql(
-                "INSERT INTO ledger_failed_transfers (ledger_id, id, result, created_ns) "
-                "VALUES (?, ?, ?, ?)"
+                "INSERT INTO ledger_failed_transfers (ts, ledger_id, id, result, journal_seq) "
+                "VALUES (?, ?, ?, ?, ?)"
             ),
-            [(work.ledger_id, fid, result.value, now_ns) for fid, result in work.slice.new_failed],
+            rows,
         )
+        records.extend((row[0], failed_record(row)) for row in rows)
+        return ts + len(rows)
 
     def _write_accounts(
-        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[str]
+        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[tuple[int, str]]
     ) -> int:
         new_accounts = work.slice.new_accounts
         if not new_accounts:
@@ -381,24 +396,31 @@ class LedgerWriter:
         ids = [account.id for account in new_accounts]
         for row in self._ops.lock_accounts(cursor, work.ledger_id, ids):
             work.account_pks[row[2]] = row[0]
-        records.extend(account_record((work.account_pks[row[1]], *row[:9])) for row in rows)
+        records.extend(
+            (row[7], account_record((work.account_pks[row[1]], *row[:9]))) for row in rows
+        )
         return ts + len(new_accounts)
 
     def _write_limit_changes(
-        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[str]
-    ) -> int:
+        self,
+        cursor: Any,
+        work: _LedgerWork,
+        seq: int,
+        timestamps: list[int],
+        records: list[tuple[int, str]],
+    ) -> None:
         changes = work.slice.limit_changes
         if not changes:
-            return ts
+            return
         rows = [
             (
-                ts + offset,
+                change_ts,
                 work.account_pks[change.account_id],
                 change.limit_minor,
                 change.previous_limit_minor,
                 seq,
             )
-            for offset, change in enumerate(changes)
+            for change_ts, change in zip(timestamps, changes, strict=True)
         ]
         cursor.executemany(
             self._sql(
@@ -407,25 +429,30 @@ class LedgerWriter:
             ),
             rows,
         )
-        records.extend(limit_change_record(row) for row in rows)
-        return ts + len(changes)
+        records.extend((row[0], limit_change_record(row)) for row in rows)
 
     def _write_transfers(
-        self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[str]
-    ) -> int:
+        self,
+        cursor: Any,
+        work: _LedgerWork,
+        seq: int,
+        timestamps: list[int],
+        records: list[tuple[int, str]],
+    ) -> None:
         transfers = work.slice.new_transfers
         if not transfers:
-            return ts
+            return
         pks = work.account_pks
         ledger_id = work.ledger_id
         rows: list[Row] = []
         new_ts: dict[str, int] = {}
         for offset, transfer in enumerate(transfers):
             assert transfer.ordinal == offset
+            transfer_ts = timestamps[offset]
             dr = transfer.debit_balances
             cr = transfer.credit_balances
             row = (
-                ts + offset,
+                transfer_ts,
                 ledger_id,
                 transfer.id,
                 pks[transfer.debit_account_id],
@@ -449,11 +476,10 @@ class LedgerWriter:
                 cr.credits_posted,
             )
             rows.append(row)
-            new_ts[transfer.id] = ts + offset
+            new_ts[transfer.id] = transfer_ts
         self._ops.insert_transfers(cursor, rows)
-        records.extend(transfer_record(row) for row in rows)
+        records.extend((row[0], transfer_record(row)) for row in rows)
         self._write_holds(cursor, work, new_ts)
-        return ts + len(transfers)
 
     def _write_holds(self, cursor: Any, work: _LedgerWork, new_ts: dict[str, int]) -> None:
         inserts: list[Row] = []
@@ -497,6 +523,39 @@ class LedgerWriter:
             self._ops.update_balances(cursor, rows)
 
 
+class StaleReadError(Exception):
+    """A hold committed by another process between the first read and the locks: retry."""
+
+
+def _check_accounts_locked(ledger: LedgerSlice, pending_ids: set[str]) -> None:
+    for pending_id in pending_ids:
+        hold = ledger.transfers.get(pending_id)
+        if hold is None or not hold.flags & TransferFlags.pending:
+            continue
+        if hold.debit_account_id not in ledger.accounts:
+            raise StaleReadError(pending_id)
+        if hold.credit_account_id not in ledger.accounts:
+            raise StaleReadError(pending_id)
+
+
+def _interleave(ledger: LedgerSlice, ts: int) -> tuple[list[int], list[int], int]:
+    """Timestamps of the transfers and of the limit changes, in the order they were applied."""
+    transfer_ts: list[int] = []
+    change_ts: list[int] = []
+    changes = ledger.limit_changes
+    index = 0
+    for position in range(len(ledger.new_transfers) + 1):
+        while index < len(changes) and changes[index].transfers_before == position:
+            change_ts.append(ts)
+            ts += 1
+            index += 1
+        if position < len(ledger.new_transfers):
+            transfer_ts.append(ts)
+            ts += 1
+    assert index == len(changes)
+    return transfer_ts, change_ts, ts
+
+
 def _collect_ids(request: WriteRequest, account_ids: set[str], transfer_ids: set[str]) -> None:
     """Ids a request may read. Ids no row can have (a NUL, refused by PostgreSQL's text type) are
     left out: the engine answers them with ``*_invalid`` without a look-up."""
@@ -533,5 +592,7 @@ def _apply(ledger: LedgerSlice, request: WriteRequest) -> Outcome:
 
 def _is_retryable(error: Exception) -> bool:
     """A concurrent writer won a race (same new id, or a serialisation conflict): try again."""
+    if isinstance(error, StaleReadError):
+        return True
     sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
     return sqlstate in {"23505", "40001", "40P01"}

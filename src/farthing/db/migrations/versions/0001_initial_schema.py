@@ -42,8 +42,10 @@ def upgrade() -> None:
     sa.Column('ledger_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('result', sa.String(length=64), nullable=False),
-    sa.Column('created_ns', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('ledger_id', 'id', name=op.f('pk_ledger_failed_transfers'))
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.Column('journal_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('ledger_id', 'id', name=op.f('pk_ledger_failed_transfers')),
+    sa.UniqueConstraint('ts', name=op.f('uq_ledger_failed_transfers_ts'))
     )
     op.create_table('ledger_holds',
     sa.Column('transfer_ts', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
@@ -60,6 +62,7 @@ def upgrade() -> None:
     sa.Column('accounts_count', sa.Integer(), nullable=False),
     sa.Column('limit_changes_count', sa.Integer(), nullable=False),
     sa.Column('transfers_count', sa.Integer(), nullable=False),
+    sa.Column('failed_count', sa.Integer(), nullable=False),
     sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('mac', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_ledger_journal'))
