@@ -121,7 +121,8 @@ def _stream(
     order: str,
 ) -> Iterator[sa.Row[Any]]:
     statement = sa.select(*(table.c[name] for name in columns)).order_by(table.c[order])
-    result = connection.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(statement)
+    # Per statement: Connection.execution_options() would change the connection itself.
+    result = connection.execute(statement, execution_options={"yield_per": STREAM_CHUNK_ROWS})
     cursors.callback(result.close)  # Server-side cursors close even when verification fails.
     return iter(result)
 
@@ -165,7 +166,7 @@ def _verify(
             msg = f"{what} row outside the journal (journal_seq {extra.journal_seq})"
             raise IntegrityError(msg)
     _check_head(connection, previous_seq, previous_ts, previous_mac)
-    _check_final_state(connection, replay)
+    _check_final_state(connection, cursors, replay)
     return VerifyReport(
         entries=previous_seq,
         accounts=len(replay.accounts),
@@ -359,16 +360,15 @@ def _check_head(connection: sa.Connection, seq: int, ts: int, mac: str) -> None:
         raise IntegrityError(msg)
 
 
-def _check_final_state(connection: sa.Connection, replay: _Replay) -> None:
+def _check_final_state(
+    connection: sa.Connection, cursors: contextlib.ExitStack, replay: _Replay
+) -> None:
     totals: dict[str, list[int]] = {}
-    a = ledger_accounts
-    rows = connection.execute(
-        sa.select(
-            a.c.pk, a.c.id, a.c.debits_pending, a.c.debits_posted, a.c.credits_pending,
-            a.c.credits_posted, a.c.limit_minor, a.c.currency,
-        )
+    columns = (
+        "pk", "id", "debits_pending", "debits_posted", "credits_pending", "credits_posted",
+        "limit_minor", "currency",
     )  # fmt: skip
-    for row in rows:
+    for row in _stream(connection, cursors, ledger_accounts, columns, "pk"):
         account = replay.accounts.get(row.pk)
         stored = [row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted]
         if account is None or account[:5] != [*stored, row.limit_minor]:
