@@ -299,7 +299,7 @@ TAMPERING = {
     ),
     "hold state": (
         "UPDATE ledger_holds SET state = 0",
-        "hold states differ from the journal's pending transfers",
+        "state or expiry differs from the journal",
     ),
     "journal entry deleted": (
         "DELETE FROM ledger_journal WHERE seq = 2",
