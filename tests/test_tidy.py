@@ -38,7 +38,9 @@ def test_functions_are_short() -> None:
                 assert node.end_lineno is not None
                 length = node.end_lineno - node.lineno + 1
                 if length > FUNCTION_LINES_MAX:
-                    too_long.append(f"{path.relative_to(SOURCE)}:{node.lineno} {node.name} {length}")
+                    too_long.append(
+                        f"{path.relative_to(SOURCE)}:{node.lineno} {node.name} {length}"
+                    )
     assert too_long == []
 
 
@@ -51,9 +53,11 @@ def test_ledger_core_has_no_io_imports() -> None:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module is not None:
                 names = [node.module]
-            for name in names:
-                if any(name == bad or name.startswith(bad + ".") for bad in CORE_FORBIDDEN_IMPORTS):
-                    offending.append(f"{path.name}: {name}")
+            offending.extend(
+                f"{path.name}: {name}"
+                for name in names
+                if any(name == bad or name.startswith(bad + ".") for bad in CORE_FORBIDDEN_IMPORTS)
+            )
     assert offending == []
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,18 @@ from sqlalchemy.engine import make_url
 
 from farthing._errors import ConfigurationError
 
-__all__ = ["Dialect", "create_engine", "dialect_of", "normalize_url", "open_initialised"]
+__all__ = [
+    "WRITE_OPTION",
+    "Dialect",
+    "begin_write",
+    "create_engine",
+    "dialect_of",
+    "normalize_url",
+    "open_initialised",
+]
+
+# Execution option marking a connection whose transactions write: SQLite begins them IMMEDIATE.
+WRITE_OPTION = "farthing_write"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Page cache per connection: index pages of a large ledger stay in memory.
@@ -68,8 +81,20 @@ def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
 
 def _on_sqlite_begin(connection: sa.Connection) -> None:
     # The driver runs in autocommit mode, so SQLAlchemy's transactions are begun here. Deferred:
-    # readers never take the write lock; the ledger's write path begins IMMEDIATE itself.
-    connection.exec_driver_sql("BEGIN")
+    # readers never take the write lock; the ledger's write path begins IMMEDIATE itself. Writers
+    # through SQLAlchemy (begin_write) begin IMMEDIATE too: a deferred transaction that upgrades
+    # to a writer after another commit fails at once with SQLITE_BUSY, whatever the busy timeout.
+    immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def begin_write(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction that will write; committed on success, rolled back on error."""
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            yield connection
 
 
 def create_engine(url: str) -> sa.Engine:

@@ -20,6 +20,8 @@ __all__ = [
     "ledger_transfers",
     "ledgers",
     "metadata",
+    "stripe_customers",
+    "stripe_idempotency_keys",
     "tenants",
 ]
 
@@ -184,4 +186,42 @@ ledger_journal_head = sa.Table(
     sa.Column("ts", sa.BigInteger, nullable=False),
     sa.Column("mac", sa.String(64), nullable=False),
     sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+
+# Stripe-compatible API (/v1). Objects are scoped by (tenant_id, mode); their public ids are
+# random, so `seq` (strictly increasing in insertion order) orders lists and backs cursors.
+stripe_customers = sa.Table(
+    "stripe_customers",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),  # cus_...
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),  # unix seconds, as Stripe shows it
+    sa.Column("email", sa.String(512), nullable=True),
+    sa.Column("name", sa.String(256), nullable=True),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("phone", sa.String(40), nullable=True),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON object of strings
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+    sa.Index(None, "tenant_id", "mode", "seq"),
+)
+
+# Stripe's Idempotency-Key: the first result of a POST, stored in the transaction of its effect.
+# `status` is NULL while the first request is still executing.
+stripe_idempotency_keys = sa.Table(
+    "stripe_idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("mode", sa.String(4), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    # Random per claim: only the claimant may store the result, so a claim taken over after
+    # its timeout can never be completed by the request that abandoned it.
+    sa.Column("claim", sa.String(32), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # SHA-256 of method, path, params
+    sa.Column("created_at_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("body", sa.Text, nullable=True),
 )

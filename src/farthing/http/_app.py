@@ -25,6 +25,11 @@ BODY_BYTES_MAX = 8 * 1024 * 1024
 
 def create_app(settings: Settings) -> FastAPI:
     """An app bound to one database; group commit starts with the server's event loop."""
+    # Imported here: farthing.stripe_api builds on this package's errors and auth, so importing
+    # it at module level would make `import farthing.stripe_api` circular.
+    from farthing.stripe_api import RequestIdMiddleware  # noqa: PLC0415
+    from farthing.stripe_api import router as stripe_router  # noqa: PLC0415
+
     engine = create_engine(settings.database_url)
     ledger = LedgerService(engine, journal_key=settings.journal_key)
 
@@ -50,7 +55,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ledger = ledger
     install_error_handlers(app)
     app.include_router(ledger_router)
+    app.include_router(stripe_router)
     app.add_middleware(BodySizeLimit, body_bytes_max=BODY_BYTES_MAX)
+    # Outermost, so that refusals by the body limit carry a Request-Id as well.
+    app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

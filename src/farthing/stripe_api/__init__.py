@@ -1,0 +1,37 @@
+"""Stripe-compatible API under ``/v1``: Stripe's form encoding, errors, lists, ids and
+Idempotency-Key semantics, so the official SDKs work against Farthing unchanged."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from farthing.stripe_api._form import (
+    FORM_DEPTH_MAX,
+    FORM_KEY_BYTES_MAX,
+    FORM_KEYS_MAX,
+    FORM_LIST_LENGTH_MAX,
+    FormValue,
+    parse_form,
+)
+from farthing.stripe_api._idempotency import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_TTL_NS
+from farthing.stripe_api._lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from farthing.stripe_api._request import RequestIdMiddleware
+from farthing.stripe_api.customers import router as customers_router
+
+__all__ = [
+    "FORM_DEPTH_MAX",
+    "FORM_KEYS_MAX",
+    "FORM_KEY_BYTES_MAX",
+    "FORM_LIST_LENGTH_MAX",
+    "IDEMPOTENCY_KEY_LENGTH_MAX",
+    "IDEMPOTENCY_TTL_NS",
+    "LIST_LIMIT_DEFAULT",
+    "LIST_LIMIT_MAX",
+    "FormValue",
+    "RequestIdMiddleware",
+    "parse_form",
+    "router",
+]
+
+router = APIRouter()
+router.include_router(customers_router)

@@ -1,0 +1,134 @@
+"""Customer rows (SQLAlchemy Core); every statement is confined to one (tenant, mode)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.db.schema import stripe_customers as customers
+from farthing.stripe_api._lists import CreatedFilter
+from farthing.stripe_api._request import Partition
+
+__all__ = ["CustomerRow", "insert", "list_page", "load", "seq_of", "update"]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    id: str
+    created: int
+    email: str | None
+    name: str | None
+    description: str | None
+    phone: str | None
+    metadata_: dict[str, str]
+
+
+_COLUMNS = (
+    customers.c.id,
+    customers.c.created,
+    customers.c.email,
+    customers.c.name,
+    customers.c.description,
+    customers.c.phone,
+    customers.c.metadata,
+)
+
+
+def _row(row: Any) -> CustomerRow:
+    return CustomerRow(
+        id=row.id,
+        created=row.created,
+        email=row.email,
+        name=row.name,
+        description=row.description,
+        phone=row.phone,
+        metadata_=json.loads(row.metadata),
+    )
+
+
+def _in(scope: Partition) -> sa.ColumnElement[bool]:
+    return sa.and_(customers.c.tenant_id == scope.tenant_id, customers.c.mode == scope.mode)
+
+
+def insert(connection: sa.Connection, scope: Partition, row: CustomerRow) -> None:
+    connection.execute(
+        customers.insert().values(
+            id=row.id,
+            tenant_id=scope.tenant_id,
+            mode=scope.mode,
+            created=row.created,
+            email=row.email,
+            name=row.name,
+            description=row.description,
+            phone=row.phone,
+            metadata=json.dumps(row.metadata_),
+        )
+    )
+
+
+def load(connection: sa.Connection, scope: Partition, customer_id: str) -> CustomerRow | None:
+    """The live (not deleted) customer with this id in the scope."""
+    row = connection.execute(
+        sa.select(*_COLUMNS).where(
+            _in(scope), customers.c.id == customer_id, customers.c.deleted.is_(False)
+        )
+    ).one_or_none()
+    return None if row is None else _row(row)
+
+
+def update(connection: sa.Connection, scope: Partition, row: CustomerRow, *, deleted: bool) -> None:
+    updated = connection.execute(
+        customers.update()
+        .where(_in(scope), customers.c.id == row.id, customers.c.deleted.is_(False))
+        .values(
+            email=row.email,
+            name=row.name,
+            description=row.description,
+            phone=row.phone,
+            metadata=json.dumps(row.metadata_),
+            deleted=deleted,
+        )
+    )
+    assert updated.rowcount == 1
+
+
+def seq_of(connection: sa.Connection, scope: Partition, customer_id: str) -> int | None:
+    """The cursor position of a customer, deleted or not (a cursor may outlive its object)."""
+    seq = connection.execute(
+        sa.select(customers.c.seq).where(_in(scope), customers.c.id == customer_id)
+    ).scalar_one_or_none()
+    return None if seq is None else int(seq)
+
+
+def list_page(  # noqa: PLR0913
+    connection: sa.Connection,
+    scope: Partition,
+    *,
+    created: CreatedFilter,
+    before_seq: int | None,
+    after_seq: int | None,
+    count: int,
+) -> list[CustomerRow]:
+    """Up to `count` live customers in query order: newest first, older than `before_seq` when
+    given; or, for ending_before, oldest first from just after `after_seq`."""
+    conditions = [_in(scope), customers.c.deleted.is_(False)]
+    for bound, compare in (
+        (created.gt, customers.c.created.__gt__),
+        (created.gte, customers.c.created.__ge__),
+        (created.lt, customers.c.created.__lt__),
+        (created.lte, customers.c.created.__le__),
+    ):
+        if bound is not None:
+            conditions.append(compare(bound))
+    if before_seq is not None:
+        conditions.append(customers.c.seq < before_seq)
+    if after_seq is not None:
+        conditions.append(customers.c.seq > after_seq)
+    order = customers.c.seq.asc() if after_seq is not None else customers.c.seq.desc()
+    rows = connection.execute(
+        sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
+    ).all()
+    return [_row(row) for row in rows]

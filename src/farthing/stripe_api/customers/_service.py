@@ -1,0 +1,123 @@
+"""Customer operations: each takes the caller's scope and a connection in its transaction."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.http._errors import ApiError
+from farthing.stripe_api._lists import ListQuery, list_envelope
+from farthing.stripe_api._request import Partition
+from farthing.stripe_api.customers import _repository as repository
+from farthing.stripe_api.customers._schemas import CustomerFields, MetadataChange, customer_object
+
+__all__ = ["LIST_URL", "create", "delete", "list_customers", "retrieve", "update"]
+
+LIST_URL = "/v1/customers"
+# cus_ + 24 base62-ish characters, like Stripe's 14-to-24-character ids, with 144 bits of entropy.
+ID_BYTES = 18
+
+
+def _new_id() -> str:
+    return "cus_" + secrets.token_urlsafe(ID_BYTES).replace("-", "0").replace("_", "1")
+
+
+def _missing(customer_id: str) -> ApiError:
+    return ApiError(
+        404,
+        type_="invalid_request_error",
+        code="resource_missing",
+        message=f"No such customer: '{customer_id}'",
+        param="id",
+    )
+
+
+def _merged(metadata: dict[str, str], change: MetadataChange | None) -> dict[str, str]:
+    if change is None:
+        return metadata
+    kept = {} if change.clear else {k: v for k, v in metadata.items() if k not in change.remove}
+    return kept | change.set
+
+
+def create(connection: sa.Connection, scope: Partition, fields: CustomerFields) -> dict[str, Any]:
+    row = repository.CustomerRow(
+        id=_new_id(),
+        created=int(time.time()),
+        email=fields.text.get("email"),
+        name=fields.text.get("name"),
+        description=fields.text.get("description"),
+        phone=fields.text.get("phone"),
+        metadata_=_merged({}, fields.metadata),
+    )
+    repository.insert(connection, scope, row)
+    return customer_object(row, livemode=scope.livemode)
+
+
+def _load(connection: sa.Connection, scope: Partition, customer_id: str) -> repository.CustomerRow:
+    row = repository.load(connection, scope, customer_id)
+    if row is None:
+        raise _missing(customer_id)
+    return row
+
+
+def retrieve(connection: sa.Connection, scope: Partition, customer_id: str) -> dict[str, Any]:
+    return customer_object(_load(connection, scope, customer_id), livemode=scope.livemode)
+
+
+def update(
+    connection: sa.Connection, scope: Partition, customer_id: str, fields: CustomerFields
+) -> dict[str, Any]:
+    row = _load(connection, scope, customer_id)
+    row = replace(
+        row,
+        email=fields.text.get("email", row.email),
+        name=fields.text.get("name", row.name),
+        description=fields.text.get("description", row.description),
+        phone=fields.text.get("phone", row.phone),
+        metadata_=_merged(row.metadata_, fields.metadata),
+    )
+    repository.update(connection, scope, row, deleted=False)
+    return customer_object(row, livemode=scope.livemode)
+
+
+def delete(connection: sa.Connection, scope: Partition, customer_id: str) -> dict[str, Any]:
+    # Soft delete: the row keeps its place as a list cursor; every read skips it.
+    row = _load(connection, scope, customer_id)
+    repository.update(connection, scope, row, deleted=True)
+    return {"id": customer_id, "object": "customer", "deleted": True}
+
+
+def list_customers(connection: sa.Connection, scope: Partition, query: ListQuery) -> dict[str, Any]:
+    cursor_param, cursor = (
+        ("ending_before", query.ending_before)
+        if query.ending_before is not None
+        else ("starting_after", query.starting_after)
+    )
+    cursor_seq = None
+    if cursor is not None:
+        cursor_seq = repository.seq_of(connection, scope, cursor)
+        if cursor_seq is None:
+            raise replace_param(_missing(cursor), cursor_param)
+    backward = query.ending_before is not None
+    rows = repository.list_page(
+        connection,
+        scope,
+        created=query.created,
+        before_seq=None if backward else cursor_seq,
+        after_seq=cursor_seq if backward else None,
+        count=query.limit + 1,  # One more than asked tells whether there are more.
+    )
+    page = rows[: query.limit]
+    if backward:
+        page.reverse()
+    data = [customer_object(row, livemode=scope.livemode) for row in page]
+    return list_envelope(LIST_URL, data, has_more=len(rows) > query.limit)
+
+
+def replace_param(error: ApiError, param: str) -> ApiError:
+    """A cursor naming no customer is a bad parameter of the list (400), not a missing page."""
+    return ApiError(400, type_=error.type, code=error.code, message=error.message, param=param)

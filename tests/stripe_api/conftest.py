@@ -1,0 +1,54 @@
+"""The real `farthing serve` (see tests/http/conftest.py) driven by the official stripe SDK.
+
+One server per database kind for the session; every test makes its own tenant, so tests share
+nothing but the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import stripe
+
+from tests.http.conftest import Server, new_tenant, serving
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def v1_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    with serving(request.param, tmp_path_factory.mktemp(f"v1-{request.param}")) as started:
+        yield started
+
+
+def sdk(server: Server, secret: str) -> stripe.StripeClient:
+    """The SDK pointed at the server, without touching the module's global settings."""
+    return stripe.StripeClient(secret, base_addresses={"api": server.base_url})
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A tenant as the SDK sees it: one client per mode."""
+
+    id: str
+    test_secret: str
+    test: stripe.StripeClient
+    live: stripe.StripeClient
+
+
+def new_account(server: Server) -> Account:
+    tenant = new_tenant(server, name="stripe tenant")
+    tenant.client.close()  # The httpx client is not needed here; each test uses its own.
+    return Account(
+        id=tenant.id,
+        test_secret=tenant.test_secret,
+        test=sdk(server, tenant.test_secret),
+        live=sdk(server, tenant.live_secret),
+    )
+
+
+@pytest.fixture
+def account(v1_server: Server) -> Account:
+    return new_account(v1_server)
