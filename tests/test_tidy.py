@@ -45,7 +45,7 @@ def test_functions_are_short() -> None:
 
 
 def test_ledger_core_has_no_io_imports() -> None:
-    offending = []
+    offending: list[str] = []
     for path in (SOURCE / "ledger").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []

@@ -123,7 +123,7 @@ class LedgerModel:
 
     # -- chains -----------------------------------------------------------------------------
 
-    def _run_chains(  # noqa: PLR0913
+    def _run_chains(
         self,
         linked: Sequence[bool],
         evaluate: Callable[[int], _R],
@@ -164,7 +164,7 @@ class LedgerModel:
             answers += extra
         return answers
 
-    def _chain(  # noqa: PLR0913
+    def _chain(
         self,
         start: int,
         end: int,
@@ -245,9 +245,7 @@ class LedgerModel:
 
     # -- transfers --------------------------------------------------------------------------
 
-    def create_transfers(
-        self, events: Sequence[TransferEvent]
-    ) -> list[list[CreateTransferResult]]:
+    def create_transfers(self, events: Sequence[TransferEvent]) -> list[list[CreateTransferResult]]:
         return self._run_chains(
             [bool(event.flags & TransferFlags.linked) for event in events],
             lambda index: self._create_transfer(events[index]),
@@ -274,7 +272,7 @@ class LedgerModel:
             self.failed[event.id] = result
         return result
 
-    def _create_new(self, event: TransferEvent) -> CreateTransferResult:  # noqa: C901, PLR0911
+    def _create_new(self, event: TransferEvent) -> CreateTransferResult:  # noqa: PLR0911
         assert event.debit_account_id is not None
         assert event.credit_account_id is not None
         assert event.amount_minor is not None
@@ -297,14 +295,14 @@ class LedgerModel:
         if not pending and credit.credits_posted + amount > BALANCE_MAX:
             return _T.overflows_credits_posted
         debits = debit.debits_pending + debit.debits_posted + amount
-        credits = credit.credits_pending + credit.credits_posted + amount
+        credit_total = credit.credits_pending + credit.credits_posted + amount
         if debits > BALANCE_MAX:
             return _T.overflows_debits
-        if credits > BALANCE_MAX:
+        if credit_total > BALANCE_MAX:
             return _T.overflows_credits
         if debit.flags & _DEBITS_LIMITED and debits > debit.credits_posted + debit.limit:
             return _T.exceeds_credits
-        if credit.flags & _CREDITS_LIMITED and credits > credit.debits_posted + credit.limit:
+        if credit.flags & _CREDITS_LIMITED and credit_total > credit.debits_posted + credit.limit:
             return _T.exceeds_debits
         if pending:
             debit.debits_pending += amount
@@ -316,7 +314,7 @@ class LedgerModel:
         self._store(event, debit.id, credit.id, amount, debit.currency)
         return _T.ok
 
-    def _resolve(self, event: TransferEvent) -> CreateTransferResult:  # noqa: C901, PLR0911
+    def _resolve(self, event: TransferEvent) -> CreateTransferResult:  # noqa: PLR0911
         assert event.pending_id is not None
         hold = self.transfers.get(event.pending_id)
         if hold is None:
@@ -355,7 +353,7 @@ class LedgerModel:
         self._store(event, debit.id, credit.id, amount, hold.currency)
         return _T.ok
 
-    def _store(  # noqa: PLR0913
+    def _store(
         self, event: TransferEvent, debit_id: str, credit_id: str, amount: int, currency: str
     ) -> None:
         self.transfers[event.id] = ModelTransfer(
@@ -388,9 +386,7 @@ class LedgerModel:
         return SetLimitResult.ok
 
 
-def _account_exists(
-    event: AccountEvent, flags: int, existing: ModelAccount
-) -> CreateAccountResult:
+def _account_exists(event: AccountEvent, flags: int, existing: ModelAccount) -> CreateAccountResult:
     if flags != existing.flags:
         return _A.exists_with_different_flags
     if event.currency != existing.currency:
@@ -404,7 +400,7 @@ def _account_exists(
     return _A.exists
 
 
-def _transfer_shape(event: TransferEvent) -> CreateTransferResult | None:  # noqa: C901, PLR0911, PLR0912
+def _transfer_shape(event: TransferEvent) -> CreateTransferResult | None:  # noqa: PLR0911
     """The checks that need no ledger state, in the enum's order."""
     if not _valid_id(event.id):
         return _T.id_invalid
