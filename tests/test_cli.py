@@ -103,8 +103,10 @@ def test_init_twice_is_idempotent(fresh_url: str, tmp_path: Path) -> None:
     first = farthing("init", "--database-url", fresh_url, cwd=tmp_path)
     after_first = _state(fresh_url)
     second = farthing("init", "--database-url", fresh_url, cwd=tmp_path)
-    # The journal key comes from the environment here: no key file is written.
-    assert not (tmp_path / "var").exists()
+    # The journal key comes from the environment here: no journal key file is written (the
+    # vault key is not configured, so init creates its file).
+    assert not (tmp_path / "var" / "journal.key").exists()
+    assert (tmp_path / "var" / "vault.key").exists()
     assert _state(fresh_url) == after_first
     assert first.stdout == second.stdout == ""
     defaults = [TENANT_PATTERN.findall(run.stderr) for run in (first, second)]
@@ -359,7 +361,7 @@ def test_database_url_from_the_environment(tmp_path: Path, sqlite_url: str) -> N
         ).stdout
     )
     assert "ok:" in farthing("verify", env=env, cwd=work).stderr
-    assert not (work / "var").exists(), "the default database was used"
+    assert not (work / "var" / "farthing.db").exists(), "the default database was used"
     for url, has_key, has_tenant in ((chosen, True, False), (sqlite_url, False, True)):
         engine = create_engine(url)
         try:

@@ -36,13 +36,18 @@ def _err(message: str) -> None:
 
 @app.command()
 def init(database_url: DatabaseUrl = None) -> None:
-    """Create or migrate the schema and the default account (idempotent)."""
+    """Create or migrate the schema, the default account and the key files (idempotent)."""
     from farthing.auth import ensure_default_tenant  # noqa: PLC0415 - keep CLI start fast.
-    from farthing.config import Settings, ensure_journal_key_file  # noqa: PLC0415
+    from farthing.config import (  # noqa: PLC0415
+        Settings,
+        ensure_journal_key_file,
+        ensure_vault_key_file,
+    )
     from farthing.db.engine import create_engine  # noqa: PLC0415
     from farthing.db.migrate import upgrade  # noqa: PLC0415
 
     ensure_journal_key_file()
+    ensure_vault_key_file()
     settings = Settings.from_env(database_url=database_url)
     engine = create_engine(settings.database_url)
     try:

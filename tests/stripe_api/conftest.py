@@ -6,20 +6,36 @@ nothing but the process.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 import stripe
 
+from tests.http import conftest as http_conftest
 from tests.http.conftest import Server, new_tenant, serving
+
+VAULT_KEY = bytes.fromhex("5c" * 32)
+
+
+def server_env_with(**variables: str) -> dict[str, str]:
+    """The HTTP suite's server environment plus FARTHING_* variables of the /v1 suite."""
+    return http_conftest.server_env() | variables
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def v1_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    with serving(request.param, tmp_path_factory.mktemp(f"v1-{request.param}")) as started:
+    # The card vault needs its key; tests/http's environment (shared by the ledger suite) has
+    # none, so the /v1 servers start with one added. Popen copies the environment at start-up.
+    env = server_env_with(FARTHING_VAULT_KEY=VAULT_KEY.hex())
+    directory = tmp_path_factory.mktemp(f"v1-{request.param}")
+    with contextlib.ExitStack() as stack:
+        with mock.patch.object(http_conftest, "server_env", return_value=env):
+            started = stack.enter_context(serving(request.param, directory))
         yield started
 
 

@@ -10,7 +10,13 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "module", ["farthing.stripe_api", "farthing.stripe_api.customers", "farthing.http"]
+    "module",
+    [
+        "farthing.stripe_api",
+        "farthing.stripe_api.customers",
+        "farthing.stripe_api.payment_methods",
+        "farthing.http",
+    ],
 )
 def test_imports_in_a_fresh_interpreter(module: str) -> None:
     subprocess.run(

@@ -22,6 +22,7 @@ __all__ = [
     "metadata",
     "stripe_customers",
     "stripe_idempotency_keys",
+    "stripe_payment_methods",
     "tenants",
 ]
 
@@ -224,4 +225,34 @@ stripe_idempotency_keys = sa.Table(
     sa.Column("created_at_ns", sa.BigInteger, nullable=False),
     sa.Column("status", sa.Integer, nullable=True),
     sa.Column("body", sa.Text, nullable=True),
+)
+
+# PaymentMethods of type card. The card number exists only as `pan_sealed` (farthing.vault:
+# AES-256-GCM under a per-row data key wrapped by the vault key, bound to tenant, mode and id);
+# the CVC is checked on creation and never stored.
+stripe_payment_methods = sa.Table(
+    "stripe_payment_methods",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),  # pm_...
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("customer_id", sa.String(40), nullable=True),
+    sa.Column("brand", sa.String(16), nullable=False),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("exp_month", sa.Integer, nullable=False),
+    sa.Column("exp_year", sa.Integer, nullable=False),
+    sa.Column("funding", sa.String(16), nullable=False),
+    sa.Column("country", sa.String(2), nullable=True),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    sa.Column("billing_name", sa.String(256), nullable=True),
+    sa.Column("billing_email", sa.String(512), nullable=True),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON object of strings
+    sa.Column("vault_key_id", sa.String(16), nullable=False),  # which vault key sealed the PAN
+    sa.Column("pan_sealed", sa.LargeBinary, nullable=False),
+    sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+    sa.Index(None, "tenant_id", "mode", "seq"),
+    sa.Index(None, "tenant_id", "mode", "customer_id", "seq"),
 )

@@ -16,6 +16,7 @@ from farthing.http._errors import install_error_handlers
 from farthing.http._limits import BodySizeLimit
 from farthing.ledger_service import LedgerService
 from farthing.ledger_service._router import router as ledger_router
+from farthing.vault import Vault
 
 __all__ = ["BODY_BYTES_MAX", "create_app"]
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.engine = engine
     app.state.ledger = ledger
+    # The card vault, or None without a configured key (card endpoints then answer 503).
+    app.state.vault = None if settings.vault_key is None else Vault(settings.vault_key)
     install_error_handlers(app)
     app.include_router(ledger_router)
     app.include_router(stripe_router)

@@ -17,6 +17,7 @@ from farthing.stripe_api._idempotency import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOT
 from farthing.stripe_api._lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from farthing.stripe_api._request import RequestIdMiddleware
 from farthing.stripe_api.customers import router as customers_router
+from farthing.stripe_api.payment_methods import router as payment_methods_router
 
 __all__ = [
     "FORM_DEPTH_MAX",
@@ -35,3 +36,4 @@ __all__ = [
 
 router = APIRouter()
 router.include_router(customers_router)
+router.include_router(payment_methods_router)

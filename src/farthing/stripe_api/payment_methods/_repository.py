@@ -1,0 +1,154 @@
+"""PaymentMethod rows (SQLAlchemy Core); every statement is confined to one (tenant, mode)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.db.schema import stripe_payment_methods as methods
+from farthing.stripe_api._lists import CreatedFilter
+from farthing.stripe_api._request import Partition
+
+__all__ = ["Filters", "PaymentMethodRow", "insert", "list_page", "load", "seq_of", "update"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethodRow:
+    """A row as the API may see it: masked card data only (the sealed PAN is write-only here)."""
+
+    id: str
+    created: int
+    type: str
+    customer_id: str | None
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    funding: str
+    country: str | None
+    fingerprint: str
+    billing_name: str | None
+    billing_email: str | None
+    metadata_: dict[str, str]
+
+
+_COLUMNS = (
+    methods.c.id,
+    methods.c.created,
+    methods.c.type,
+    methods.c.customer_id,
+    methods.c.brand,
+    methods.c.last4,
+    methods.c.exp_month,
+    methods.c.exp_year,
+    methods.c.funding,
+    methods.c.country,
+    methods.c.fingerprint,
+    methods.c.billing_name,
+    methods.c.billing_email,
+    methods.c.metadata,
+)
+
+
+def _row(row: Any) -> PaymentMethodRow:
+    values = row._asdict()
+    values["metadata_"] = json.loads(values.pop("metadata"))
+    return PaymentMethodRow(**values)
+
+
+def _in(scope: Partition) -> sa.ColumnElement[bool]:
+    return sa.and_(methods.c.tenant_id == scope.tenant_id, methods.c.mode == scope.mode)
+
+
+def insert(
+    connection: sa.Connection,
+    scope: Partition,
+    row: PaymentMethodRow,
+    *,
+    vault_key_id: str,
+    pan_sealed: bytes,
+) -> None:
+    values = {column.name: getattr(row, column.name) for column in _COLUMNS[:-1]}
+    connection.execute(
+        methods.insert().values(
+            **values,
+            tenant_id=scope.tenant_id,
+            mode=scope.mode,
+            metadata=json.dumps(row.metadata_),
+            vault_key_id=vault_key_id,
+            pan_sealed=pan_sealed,
+        )
+    )
+
+
+def load(connection: sa.Connection, scope: Partition, method_id: str) -> PaymentMethodRow | None:
+    row = connection.execute(
+        sa.select(*_COLUMNS).where(_in(scope), methods.c.id == method_id)
+    ).one_or_none()
+    return None if row is None else _row(row)
+
+
+def update(connection: sa.Connection, scope: Partition, row: PaymentMethodRow) -> None:
+    updated = connection.execute(
+        methods.update()
+        .where(_in(scope), methods.c.id == row.id)
+        .values(
+            customer_id=row.customer_id,
+            billing_name=row.billing_name,
+            billing_email=row.billing_email,
+            metadata=json.dumps(row.metadata_),
+        )
+    )
+    assert updated.rowcount == 1
+
+
+def seq_of(connection: sa.Connection, scope: Partition, method_id: str) -> int | None:
+    seq = connection.execute(
+        sa.select(methods.c.seq).where(_in(scope), methods.c.id == method_id)
+    ).scalar_one_or_none()
+    return None if seq is None else int(seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    created: CreatedFilter
+    customer_id: str | None
+    type: str | None
+
+
+def list_page(  # noqa: PLR0913
+    connection: sa.Connection,
+    scope: Partition,
+    filters: Filters,
+    *,
+    before_seq: int | None,
+    after_seq: int | None,
+    count: int,
+) -> list[PaymentMethodRow]:
+    """Up to `count` rows, newest first before `before_seq`, or oldest first after `after_seq`."""
+    conditions = [_in(scope)]
+    if filters.customer_id is not None:
+        conditions.append(methods.c.customer_id == filters.customer_id)
+    if filters.type is not None:
+        conditions.append(methods.c.type == filters.type)
+    created = filters.created
+    for bound, compare in (
+        (created.gt, methods.c.created.__gt__),
+        (created.gte, methods.c.created.__ge__),
+        (created.lt, methods.c.created.__lt__),
+        (created.lte, methods.c.created.__le__),
+    ):
+        if bound is not None:
+            conditions.append(compare(bound))
+    if before_seq is not None:
+        conditions.append(methods.c.seq < before_seq)
+    if after_seq is not None:
+        conditions.append(methods.c.seq > after_seq)
+    order = methods.c.seq.asc() if after_seq is not None else methods.c.seq.desc()
+    rows = connection.execute(
+        sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
+    ).all()
+    return [_row(row) for row in rows]

@@ -1,0 +1,209 @@
+"""HTTP routes of /v1/payment_methods and /v1/customers/{id}/payment_methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from farthing.http._auth import Caller
+from farthing.http._errors import ApiError
+from farthing.stripe_api._idempotency import run_idempotent
+from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
+from farthing.stripe_api._request import PREFIX, Params, Partition, read_params, unknown_param
+from farthing.stripe_api.payment_methods import _service as service
+from farthing.stripe_api.payment_methods._repository import Filters
+from farthing.stripe_api.payment_methods._schemas import parse_create, parse_update
+from farthing.stripe_api.test_cards import PRESETS
+from farthing.vault import Vault
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=PREFIX, tags=["payment_methods"])
+_ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "Invalid request or idempotency error"},
+    401: {"description": "Missing or invalid API key"},
+    402: {"description": "Invalid card data (card_error)"},
+    404: {"description": "No such payment method or customer in the caller's account and mode"},
+    409: {"description": "A request with the same Idempotency-Key is still executing"},
+    503: {"description": "The card vault has no key configured"},
+}
+_FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+    }
+}
+_LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
+TYPE_LENGTH_MAX = 32
+
+
+def _engine(request: Request) -> sa.Engine:
+    engine: sa.Engine = request.app.state.engine
+    return engine
+
+
+def _vault(request: Request) -> Vault:
+    vault: Vault | None = request.app.state.vault
+    if vault is None:
+        # The server runs without a vault key (the ledger does not need one); card data then
+        # has nowhere safe to go, so card endpoints refuse instead of storing anything.
+        raise ApiError(
+            503,
+            type_="api_error",
+            code="vault_not_configured",
+            message="The card vault has no key: set FARTHING_VAULT_KEY or "
+            "FARTHING_VAULT_KEY_FILE (created by `farthing init`) and restart the server.",
+        )
+    return vault
+
+
+def _only(params: Params, allowed: frozenset[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise unknown_param(name)
+
+
+async def _post(
+    request: Request, key: Caller, params: Params, effect: Any, *, idempotent: bool = True
+) -> JSONResponse:
+    return await run_in_threadpool(
+        run_idempotent,
+        _engine(request),
+        Partition.of(key),
+        request.headers.get("idempotency-key") if idempotent else None,
+        method=request.method,
+        path=request.url.path,
+        params=params,
+        effect=effect,
+    )
+
+
+def _redacted(params: Params, vault: Vault) -> Params:
+    """The parameters as the idempotency layer may keep them: the idempotency fingerprint is a
+    plain SHA-256, so the number and the CVC enter it only as digests keyed by the vault."""
+    card = params.get("card")
+    if not isinstance(card, dict):
+        return params
+    hidden = {
+        name: vault.keyed_digest(value)
+        if name in {"number", "cvc"} and isinstance(value, str)
+        else value
+        for name, value in card.items()
+    }
+    return params | {"card": hidden}
+
+
+@router.post("/payment_methods", responses=_ERRORS, openapi_extra=_FORM_BODY)
+async def create_payment_method(request: Request, key: Caller) -> JSONResponse:
+    vault = _vault(request)
+    params = await read_params(request)
+    card, fields = parse_create(params)
+    scope = Partition.of(key)
+    return await _post(
+        request,
+        key,
+        _redacted(params, vault),
+        lambda connection: (200, service.create(connection, scope, vault, card, fields)),
+    )
+
+
+@router.get("/payment_methods", responses=_ERRORS)
+async def list_payment_methods(request: Request, key: Caller) -> dict[str, Any]:
+    params = await read_params(request)
+    _only(params, _LIST_PARAMS | {"customer", "type"})
+    customer = params.get("customer")
+    if customer is not None and (not isinstance(customer, str) or len(customer) > ID_LENGTH_MAX):
+        raise unknown_param("customer", "customer must be a customer id.")
+    return await _list(request, key, params, customer, service.LIST_URL)
+
+
+@router.get("/customers/{customer_id}/payment_methods", responses=_ERRORS)
+async def list_customer_payment_methods(
+    request: Request, key: Caller, customer_id: str
+) -> dict[str, Any]:
+    params = await read_params(request)
+    _only(params, _LIST_PARAMS | {"type"})
+    return await _list(request, key, params, customer_id, request.url.path)
+
+
+async def _list(
+    request: Request, key: Caller, params: Params, customer_id: str | None, url: str
+) -> dict[str, Any]:
+    kind = params.get("type")
+    if kind is not None and (not isinstance(kind, str) or len(kind) > TYPE_LENGTH_MAX):
+        raise unknown_param("type", f"type is a string of at most {TYPE_LENGTH_MAX} characters.")
+    query = parse_list_query(params)
+    filters = Filters(created=query.created, customer_id=customer_id, type=kind)
+
+    def read() -> dict[str, Any]:
+        with _engine(request).connect() as connection:
+            return service.list_payment_methods(connection, Partition.of(key), query, filters, url)
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/payment_methods/{method_id}", responses=_ERRORS)
+async def retrieve_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+    _only(await read_params(request), frozenset({"expand"}))
+    scope = Partition.of(key)
+    # A preset materialises a new object, so a retrieve may write: it runs as a write.
+    vault = _vault(request) if method_id in PRESETS else request.app.state.vault
+    return await _post(
+        request,
+        key,
+        {},
+        lambda connection: (200, service.retrieve(connection, scope, vault, method_id)),
+        idempotent=False,
+    )
+
+
+@router.post("/payment_methods/{method_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+async def update_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+    params = await read_params(request)
+    fields = parse_update(params)
+    scope = Partition.of(key)
+    return await _post(
+        request,
+        key,
+        params,
+        lambda connection: (200, service.update(connection, scope, method_id, fields)),
+    )
+
+
+@router.post("/payment_methods/{method_id}/attach", responses=_ERRORS, openapi_extra=_FORM_BODY)
+async def attach_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+    params = await read_params(request)
+    _only(params, frozenset({"customer", "expand"}))
+    customer = params.get("customer")
+    if not isinstance(customer, str) or not 0 < len(customer) <= ID_LENGTH_MAX:
+        raise ApiError(
+            400,
+            type_="invalid_request_error",
+            code="parameter_missing",
+            message="Missing required param: customer.",
+            param="customer",
+        )
+    vault = _vault(request)
+    scope = Partition.of(key)
+    return await _post(
+        request,
+        key,
+        params,
+        lambda connection: (
+            200,
+            service.attach(connection, scope, vault, method_id, customer),
+        ),
+    )
+
+
+@router.post("/payment_methods/{method_id}/detach", responses=_ERRORS, openapi_extra=_FORM_BODY)
+async def detach_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+    _only(await read_params(request), frozenset({"expand"}))
+    scope = Partition.of(key)
+    return await _post(
+        request, key, {}, lambda connection: (200, service.detach(connection, scope, method_id))
+    )
