@@ -3,8 +3,11 @@ filters in, ``{"object": "list", "url", "has_more", "data"}`` out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
 from farthing.stripe_api._form import FormValue
@@ -15,8 +18,12 @@ __all__ = [
     "CreatedFilter",
     "ListQuery",
     "list_envelope",
+    "page_conditions",
+    "paginate",
     "parse_list_query",
 ]
+
+_Row = TypeVar("_Row")
 
 LIST_LIMIT_DEFAULT = 10
 LIST_LIMIT_MAX = 100
@@ -99,3 +106,65 @@ def parse_list_query(params: dict[str, FormValue]) -> ListQuery:
 def list_envelope(url: str, data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
     # The url must be origin-relative: the SDK pages by requesting it again.
     return {"object": "list", "url": url, "has_more": has_more, "data": data}
+
+
+def page_conditions(
+    seq: sa.ColumnElement[int],
+    created_column: sa.ColumnElement[int],
+    created: CreatedFilter,
+    *,
+    before_seq: int | None,
+    after_seq: int | None,
+) -> tuple[list[sa.ColumnElement[bool]], sa.UnaryExpression[int]]:
+    """WHERE conditions and ORDER BY of one page: newest first before ``before_seq``, or (for
+    ending_before) oldest first after ``after_seq``; ``created`` bounds apply either way."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    for bound, compare in (
+        (created.gt, created_column.__gt__),
+        (created.gte, created_column.__ge__),
+        (created.lt, created_column.__lt__),
+        (created.lte, created_column.__le__),
+    ):
+        if bound is not None:
+            conditions.append(compare(bound))
+    if before_seq is not None:
+        conditions.append(seq < before_seq)
+    if after_seq is not None:
+        conditions.append(seq > after_seq)
+    return conditions, (seq.asc() if after_seq is not None else seq.desc())
+
+
+def paginate(  # noqa: PLR0913
+    query: ListQuery,
+    *,
+    url: str,
+    seq_of: Callable[[str], int | None],
+    missing: Callable[[str], ApiError],
+    fetch: Callable[[int | None, int | None, int], list[_Row]],
+    render: Callable[[_Row], dict[str, Any]],
+) -> dict[str, Any]:
+    """One page of a list, newest first, whatever the resource.
+
+    ``seq_of`` maps a cursor id to its ordering number in the caller's scope; ``fetch(before_seq,
+    after_seq, count)`` returns up to ``count`` rows in query order. A cursor naming no object is a
+    bad parameter of the list (400), not a missing page.
+    """
+    backward = query.ending_before is not None
+    cursor_param = "ending_before" if backward else "starting_after"
+    cursor = query.ending_before if backward else query.starting_after
+    cursor_seq = None
+    if cursor is not None:
+        cursor_seq = seq_of(cursor)
+        if cursor_seq is None:
+            error = missing(cursor)
+            raise ApiError(
+                400, type_=error.type, code=error.code, message=error.message, param=cursor_param
+            )
+    # One more row than asked tells whether there are more.
+    rows = fetch(
+        None if backward else cursor_seq, cursor_seq if backward else None, query.limit + 1
+    )
+    page = rows[: query.limit]
+    if backward:
+        page.reverse()
+    return list_envelope(url, [render(row) for row in page], has_more=len(rows) > query.limit)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_customers as customers
-from farthing.stripe_api._lists import CreatedFilter
+from farthing.stripe_api._lists import CreatedFilter, page_conditions
 from farthing.stripe_api._request import Partition
 
 __all__ = ["CustomerRow", "insert", "list_page", "load", "seq_of", "update"]
@@ -114,20 +114,10 @@ def list_page(  # noqa: PLR0913
 ) -> list[CustomerRow]:
     """Up to `count` live customers in query order: newest first, older than `before_seq` when
     given; or, for ending_before, oldest first from just after `after_seq`."""
-    conditions = [_in(scope), customers.c.deleted.is_(False)]
-    for bound, compare in (
-        (created.gt, customers.c.created.__gt__),
-        (created.gte, customers.c.created.__ge__),
-        (created.lt, customers.c.created.__lt__),
-        (created.lte, customers.c.created.__le__),
-    ):
-        if bound is not None:
-            conditions.append(compare(bound))
-    if before_seq is not None:
-        conditions.append(customers.c.seq < before_seq)
-    if after_seq is not None:
-        conditions.append(customers.c.seq > after_seq)
-    order = customers.c.seq.asc() if after_seq is not None else customers.c.seq.desc()
+    window, order = page_conditions(
+        customers.c.seq, customers.c.created, created, before_seq=before_seq, after_seq=after_seq
+    )
+    conditions = [_in(scope), customers.c.deleted.is_(False), *window]
     rows = connection.execute(
         sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
     ).all()

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._lists import ListQuery, list_envelope
+from farthing.stripe_api._lists import ListQuery, paginate
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as repository
 from farthing.stripe_api.customers._schemas import CustomerFields, MetadataChange, customer_object
@@ -92,32 +92,18 @@ def delete(connection: sa.Connection, scope: Partition, customer_id: str) -> dic
 
 
 def list_customers(connection: sa.Connection, scope: Partition, query: ListQuery) -> dict[str, Any]:
-    cursor_param, cursor = (
-        ("ending_before", query.ending_before)
-        if query.ending_before is not None
-        else ("starting_after", query.starting_after)
+    return paginate(
+        query,
+        url=LIST_URL,
+        seq_of=lambda cursor: repository.seq_of(connection, scope, cursor),
+        missing=_missing,
+        fetch=lambda before_seq, after_seq, count: repository.list_page(
+            connection,
+            scope,
+            created=query.created,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            count=count,
+        ),
+        render=lambda row: customer_object(row, livemode=scope.livemode),
     )
-    cursor_seq = None
-    if cursor is not None:
-        cursor_seq = repository.seq_of(connection, scope, cursor)
-        if cursor_seq is None:
-            raise replace_param(_missing(cursor), cursor_param)
-    backward = query.ending_before is not None
-    rows = repository.list_page(
-        connection,
-        scope,
-        created=query.created,
-        before_seq=None if backward else cursor_seq,
-        after_seq=cursor_seq if backward else None,
-        count=query.limit + 1,  # One more than asked tells whether there are more.
-    )
-    page = rows[: query.limit]
-    if backward:
-        page.reverse()
-    data = [customer_object(row, livemode=scope.livemode) for row in page]
-    return list_envelope(LIST_URL, data, has_more=len(rows) > query.limit)
-
-
-def replace_param(error: ApiError, param: str) -> ApiError:
-    """A cursor naming no customer is a bad parameter of the list (400), not a missing page."""
-    return ApiError(400, type_=error.type, code=error.code, message=error.message, param=param)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_payment_methods as methods
-from farthing.stripe_api._lists import CreatedFilter
+from farthing.stripe_api._lists import CreatedFilter, page_conditions
 from farthing.stripe_api._request import Partition
 
 __all__ = ["Filters", "PaymentMethodRow", "insert", "list_page", "load", "seq_of", "update"]
@@ -134,20 +134,14 @@ def list_page(  # noqa: PLR0913
         conditions.append(methods.c.customer_id == filters.customer_id)
     if filters.type is not None:
         conditions.append(methods.c.type == filters.type)
-    created = filters.created
-    for bound, compare in (
-        (created.gt, methods.c.created.__gt__),
-        (created.gte, methods.c.created.__ge__),
-        (created.lt, methods.c.created.__lt__),
-        (created.lte, methods.c.created.__le__),
-    ):
-        if bound is not None:
-            conditions.append(compare(bound))
-    if before_seq is not None:
-        conditions.append(methods.c.seq < before_seq)
-    if after_seq is not None:
-        conditions.append(methods.c.seq > after_seq)
-    order = methods.c.seq.asc() if after_seq is not None else methods.c.seq.desc()
+    window, order = page_conditions(
+        methods.c.seq,
+        methods.c.created,
+        filters.created,
+        before_seq=before_seq,
+        after_seq=after_seq,
+    )
+    conditions.extend(window)
     rows = connection.execute(
         sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
     ).all()

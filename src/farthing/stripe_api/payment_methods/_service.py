@@ -10,10 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._lists import ListQuery, list_envelope
+from farthing.stripe_api._lists import ListQuery, paginate
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as customers
-from farthing.stripe_api.customers._service import replace_param
 from farthing.stripe_api.payment_methods import _repository as repository
 from farthing.stripe_api.payment_methods._schemas import (
     CardInput,
@@ -215,27 +214,13 @@ def list_payment_methods(
             message=f"No such customer: '{filters.customer_id}'",
             param="customer",
         )
-    cursor_param, cursor = (
-        ("ending_before", query.ending_before)
-        if query.ending_before is not None
-        else ("starting_after", query.starting_after)
+    return paginate(
+        query,
+        url=url,
+        seq_of=lambda cursor: repository.seq_of(connection, scope, cursor),
+        missing=_missing,
+        fetch=lambda before_seq, after_seq, count: repository.list_page(
+            connection, scope, filters, before_seq=before_seq, after_seq=after_seq, count=count
+        ),
+        render=lambda row: payment_method_object(row, livemode=scope.livemode),
     )
-    cursor_seq = None
-    if cursor is not None:
-        cursor_seq = repository.seq_of(connection, scope, cursor)
-        if cursor_seq is None:
-            raise replace_param(_missing(cursor), cursor_param)
-    backward = query.ending_before is not None
-    rows = repository.list_page(
-        connection,
-        scope,
-        filters,
-        before_seq=None if backward else cursor_seq,
-        after_seq=cursor_seq if backward else None,
-        count=query.limit + 1,  # One more than asked tells whether there are more.
-    )
-    page = rows[: query.limit]
-    if backward:
-        page.reverse()
-    data = [payment_method_object(row, livemode=scope.livemode) for row in page]
-    return list_envelope(url, data, has_more=len(rows) > query.limit)
