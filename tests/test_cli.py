@@ -115,8 +115,11 @@ def test_init_twice_is_idempotent(fresh_url: str, tmp_path: Path) -> None:
     tenant_rows, ledger_rows, tables = after_first
     assert len(tenant_rows) == 1
     assert tenant_rows[0][0] == defaults[0][0]
+    # A native and a payments ledger per mode.
     assert sorted((row[1], row[2]) for row in ledger_rows) == [
         (defaults[0][0], "live"),
+        (defaults[0][0], "live"),
+        (defaults[0][0], "test"),
         (defaults[0][0], "test"),
     ]
     assert {"alembic_version", "api_keys", "ledger_journal", "ledger_transfers"} <= set(tables)

@@ -146,7 +146,7 @@ def test_an_abandoned_claim_is_taken_over(v1_server: Server, account: Account) -
 def test_a_request_whose_claim_was_taken_over_commits_nothing(
     v1_server: Server, account: Account
 ) -> None:
-    scope = Partition(tenant_id=account.id, mode="test")
+    scope = Partition(tenant_id=account.id, mode="test", platform_id=account.id)
 
     def effect(connection: sa.Connection) -> tuple[int, dict[str, Any]]:
         connection.execute(

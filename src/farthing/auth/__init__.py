@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from farthing.auth._keys import (
+    NATIVE,
+    PAYMENTS,
     ApiKey,
     Mode,
     authenticate,
@@ -15,6 +17,8 @@ from farthing.auth._keys import (
 )
 
 __all__ = [
+    "NATIVE",
+    "PAYMENTS",
     "ApiKey",
     "Mode",
     "authenticate",

@@ -19,6 +19,8 @@ from farthing._errors import NotFoundError
 from farthing.db.schema import api_keys, ledgers, tenants
 
 __all__ = [
+    "NATIVE",
+    "PAYMENTS",
     "ApiKey",
     "Mode",
     "authenticate",
@@ -30,6 +32,9 @@ __all__ = [
     "revoke_key",
 ]
 
+# Ledger purposes: a tenant's own ledger (/ledger/v1) and the ledger of its payments (/v1).
+NATIVE = "native"
+PAYMENTS = "payments"
 SECRET_BYTES = 32
 SECRET_LENGTH_MAX = 128
 ID_BYTES = 12
@@ -68,7 +73,10 @@ def create_tenant(connection: sa.Connection, *, name: str, is_default: bool = Fa
         )
     )
     for mode in Mode:
-        connection.execute(ledgers.insert().values(tenant_id=tenant_id, mode=mode.value))
+        for purpose in (NATIVE, PAYMENTS):
+            connection.execute(
+                ledgers.insert().values(tenant_id=tenant_id, mode=mode.value, purpose=purpose)
+            )
     return tenant_id
 
 
@@ -85,10 +93,16 @@ def ensure_default_tenant(connection: sa.Connection) -> str:
     return create_tenant(connection, name="Default", is_default=True)
 
 
-def ledger_id_for(connection: sa.Connection, tenant_id: str, mode: Mode) -> int:
+def ledger_id_for(
+    connection: sa.Connection, tenant_id: str, mode: Mode, *, purpose: str = "native"
+) -> int:
+    """The tenant's own ledger (``native``), or the ``payments`` ledger of a top-level account."""
+    assert purpose in {NATIVE, PAYMENTS}
     ledger_id = connection.execute(
         sa.select(ledgers.c.id).where(
-            ledgers.c.tenant_id == tenant_id, ledgers.c.mode == mode.value
+            ledgers.c.tenant_id == tenant_id,
+            ledgers.c.mode == mode.value,
+            ledgers.c.purpose == purpose,
         )
     ).scalar_one_or_none()
     if ledger_id is None:
@@ -147,7 +161,11 @@ def authenticate(connection: sa.Connection, secret: str) -> ApiKey | None:
         )
         .join(
             ledgers,
-            sa.and_(ledgers.c.tenant_id == api_keys.c.tenant_id, ledgers.c.mode == api_keys.c.mode),
+            sa.and_(
+                ledgers.c.tenant_id == api_keys.c.tenant_id,
+                ledgers.c.mode == api_keys.c.mode,
+                ledgers.c.purpose == NATIVE,
+            ),
         )
         .where(api_keys.c.secret_hash == _hash(secret))
     ).one_or_none()

@@ -7,6 +7,8 @@ lookup (never a sum over postings).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 __all__ = [
@@ -20,9 +22,18 @@ __all__ = [
     "ledger_transfers",
     "ledgers",
     "metadata",
+    "stripe_accounts",
+    "stripe_balance_transactions",
+    "stripe_charges",
     "stripe_customers",
+    "stripe_external_accounts",
     "stripe_idempotency_keys",
+    "stripe_payment_intents",
     "stripe_payment_methods",
+    "stripe_payouts",
+    "stripe_refunds",
+    "stripe_transfer_reversals",
+    "stripe_transfers",
     "tenants",
 ]
 
@@ -46,6 +57,10 @@ tenants = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at_ns", BigInt, nullable=False),
+    # A connected account (Stripe Connect) belongs to a platform and exists in one mode only;
+    # its money lives in the platform's payments ledger. NULL for top-level accounts.
+    sa.Column("parent_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=True),
+    sa.Column("mode", sa.String(4), nullable=True),
 )
 
 api_keys = sa.Table(
@@ -60,17 +75,23 @@ api_keys = sa.Table(
     sa.Column("created_at_ns", BigInt, nullable=False),
     sa.Column("expires_at_ns", BigInt, nullable=True),
     sa.Column("revoked_at_ns", BigInt, nullable=True),
+    # Restricted keys (rk_...): JSON object resource -> "read" | "write". NULL: a secret key.
+    sa.Column("permissions", sa.Text, nullable=True),
     sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
 )
 
-# One ledger per (tenant, mode): test and live never share accounts.
+# Ledgers per (tenant, mode): test and live never share accounts. `native` is the tenant's own
+# ledger behind /ledger/v1; `payments` holds the money of the Stripe-compatible API (the
+# platform's and its connected accounts' balances) and is written only by Farthing itself, so a
+# tenant's native API key can never post to it.
 ledgers = sa.Table(
     "ledgers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("mode", sa.String(4), nullable=False),
-    sa.UniqueConstraint("tenant_id", "mode"),
+    sa.Column("purpose", sa.String(8), nullable=False, server_default="native"),
+    sa.UniqueConstraint("tenant_id", "mode", "purpose"),
 )
 
 ledger_accounts = sa.Table(
@@ -255,4 +276,181 @@ stripe_payment_methods = sa.Table(
     sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
     sa.Index(None, "tenant_id", "mode", "seq"),
     sa.Index(None, "tenant_id", "mode", "customer_id", "seq"),
+)
+
+
+def _object_table(name: str, *columns: sa.Column[Any] | sa.Index) -> sa.Table:
+    """A /v1 object table: seq orders lists, (tenant_id, mode) scopes every query."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(40), nullable=False, unique=True),
+        sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+        sa.Column("mode", sa.String(4), nullable=False),
+        sa.Column("created", sa.BigInteger, nullable=False),
+        sa.Column("metadata", sa.Text, nullable=False),  # JSON object of strings
+        *columns,
+        sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        sa.Index(None, "tenant_id", "mode", "seq"),
+    )
+
+
+# Connected accounts' profiles (the tenant row carries parent and mode).
+stripe_accounts = _object_table(  # acct_...
+    "stripe_accounts",
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("email", sa.String(512), nullable=True),
+    sa.Column("default_currency", sa.String(3), nullable=False),
+    sa.Column("business_type", sa.String(32), nullable=True),
+    sa.Column("charges_enabled", sa.Boolean, nullable=False),
+    sa.Column("payouts_enabled", sa.Boolean, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# The money-moving objects. Amounts are integers in minor units; each movement is one or more
+# balanced transfers in the payments ledger whose ids derive from the object's id, so the
+# ledger's idempotency by id makes every step safe to retry.
+stripe_payment_intents = _object_table(  # pi_...
+    "stripe_payment_intents",
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("capture_method", sa.String(16), nullable=False),
+    sa.Column("customer_id", sa.String(40), nullable=True),
+    sa.Column("payment_method_id", sa.String(40), nullable=True),
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Column("receipt_email", sa.String(512), nullable=True),
+    sa.Column("amount_capturable", sa.BigInteger, nullable=False),
+    sa.Column("amount_received", sa.BigInteger, nullable=False),
+    sa.Column("latest_charge_id", sa.String(40), nullable=True),
+    sa.Column("last_payment_error", sa.Text, nullable=True),  # JSON
+    sa.Column("next_action", sa.Text, nullable=True),  # JSON
+    sa.Column("return_url", sa.String(2048), nullable=True),
+    # SHA-256 of the 3-D Secure challenge token; the token is only in the redirect URL.
+    sa.Column("challenge_hash", sa.String(64), nullable=True),
+    sa.Column("cancellation_reason", sa.String(32), nullable=True),
+    sa.Column("canceled_at", sa.BigInteger, nullable=True),
+    sa.Column("capture_before_ns", sa.BigInteger, nullable=True),
+    sa.Column("transfer_destination", sa.String(40), nullable=True),
+    sa.Column("application_fee_amount", sa.BigInteger, nullable=True),
+    sa.Column("transfer_group", sa.String(128), nullable=True),
+    sa.Index(None, "status", "capture_before_ns"),
+)
+
+stripe_charges = _object_table(  # ch_...
+    "stripe_charges",
+    sa.Column("payment_intent_id", sa.String(40), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("amount_captured", sa.BigInteger, nullable=False),
+    sa.Column("amount_refunded", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("captured", sa.Boolean, nullable=False),
+    sa.Column("customer_id", sa.String(40), nullable=True),
+    sa.Column("payment_method_id", sa.String(40), nullable=False),
+    sa.Column("card", sa.Text, nullable=False),  # JSON: brand, last4, exp, funding, ...
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Column("failure_code", sa.String(64), nullable=True),
+    sa.Column("failure_message", sa.String(500), nullable=True),
+    sa.Column("outcome", sa.Text, nullable=False),  # JSON
+    sa.Column("fee", sa.BigInteger, nullable=False),
+    sa.Column("fee_refunded", sa.BigInteger, nullable=False),
+    sa.Column("balance_transaction_id", sa.String(40), nullable=True),
+    sa.Column("transfer_id", sa.String(40), nullable=True),
+    sa.Column("destination", sa.String(40), nullable=True),
+    sa.Column("application_fee_amount", sa.BigInteger, nullable=True),
+    sa.Column("available_on", sa.BigInteger, nullable=False),
+    sa.Index(None, "tenant_id", "mode", "payment_intent_id", "seq"),
+)
+
+stripe_refunds = _object_table(  # re_...
+    "stripe_refunds",
+    sa.Column("charge_id", sa.String(40), nullable=False),
+    sa.Column("payment_intent_id", sa.String(40), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=True),
+    sa.Column("fee_returned", sa.BigInteger, nullable=False),
+    sa.Column("balance_transaction_id", sa.String(40), nullable=True),
+    sa.Index(None, "tenant_id", "mode", "charge_id", "seq"),
+)
+
+# One row per movement of an account's balance. `status` pending -> available when the
+# payments ledger moved the net amount from the pending to the available account.
+stripe_balance_transactions = _object_table(  # txn_...
+    "stripe_balance_transactions",
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("fee", sa.BigInteger, nullable=False),
+    sa.Column("fee_details", sa.Text, nullable=False),  # JSON list
+    sa.Column("net", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("available_on", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("reporting_category", sa.String(32), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=True),
+    sa.Column("payout_id", sa.String(40), nullable=True),
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Index(None, "status", "available_on"),
+    sa.Index(None, "tenant_id", "mode", "source_id"),
+)
+
+stripe_transfers = _object_table(  # tr_...
+    "stripe_transfers",
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("destination", sa.String(40), nullable=False),
+    sa.Column("amount_reversed", sa.BigInteger, nullable=False),
+    sa.Column("source_transaction", sa.String(40), nullable=True),
+    sa.Column("transfer_group", sa.String(128), nullable=True),
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Column("balance_transaction_id", sa.String(40), nullable=False),
+    sa.Column("destination_payment_id", sa.String(40), nullable=False),
+)
+
+stripe_transfer_reversals = _object_table(  # trr_...
+    "stripe_transfer_reversals",
+    sa.Column("transfer_id", sa.String(40), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("balance_transaction_id", sa.String(40), nullable=False),
+    sa.Index(None, "tenant_id", "mode", "transfer_id", "seq"),
+)
+
+# Bank accounts for payouts: only the last four digits and a keyed fingerprint are kept.
+stripe_external_accounts = _object_table(  # ba_...
+    "stripe_external_accounts",
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("account_holder_name", sa.String(256), nullable=True),
+    sa.Column("bank_name", sa.String(128), nullable=True),
+    sa.Column("routing_number", sa.String(32), nullable=True),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    # What the simulated bank rail does with payouts here (Stripe's test account numbers).
+    sa.Column("rail_outcome", sa.String(32), nullable=False),
+    sa.Column("default_for_currency", sa.Boolean, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+stripe_payouts = _object_table(  # po_...
+    "stripe_payouts",
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("destination", sa.String(40), nullable=False),
+    sa.Column("arrival_date", sa.BigInteger, nullable=False),
+    sa.Column("in_transit_at_ns", sa.BigInteger, nullable=False),
+    sa.Column("arrive_at_ns", sa.BigInteger, nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Column("statement_descriptor", sa.String(22), nullable=True),
+    sa.Column("failure_code", sa.String(64), nullable=True),
+    sa.Column("failure_message", sa.String(500), nullable=True),
+    sa.Column("balance_transaction_id", sa.String(40), nullable=False),
+    sa.Column("failure_balance_transaction_id", sa.String(40), nullable=True),
+    sa.Index(None, "status", "in_transit_at_ns"),
 )

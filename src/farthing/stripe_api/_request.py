@@ -23,14 +23,19 @@ Params = dict[str, FormValue]
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """The partition every /v1 query is confined to: one tenant in one mode."""
+    """The partition every /v1 query is confined to: one tenant in one mode.
+
+    ``platform_id`` is the top-level account whose payments ledger holds the tenant's money: the
+    tenant itself, or for a connected account its platform.
+    """
 
     tenant_id: str
     mode: str
+    platform_id: str
 
     @classmethod
     def of(cls, key: ApiKey) -> Partition:
-        return cls(tenant_id=key.tenant_id, mode=key.mode.value)
+        return cls(tenant_id=key.tenant_id, mode=key.mode.value, platform_id=key.tenant_id)
 
     @property
     def livemode(self) -> bool:
