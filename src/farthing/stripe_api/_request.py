@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import Depends, Request
+from starlette import types as asgi
 
 from farthing.auth import ApiKey
+from farthing.http._auth import Caller
 from farthing.http._errors import ApiError
 from farthing.stripe_api._form import FormValue, parse_form
 
-__all__ = ["PREFIX", "Params", "Partition", "RequestIdMiddleware", "read_params", "unknown_param"]
+__all__ = [
+    "PREFIX",
+    "Params",
+    "Partition",
+    "RequestIdMiddleware",
+    "Scope",
+    "caller_scope",
+    "read_params",
+    "unknown_param",
+]
 
 PREFIX = "/v1"
 _FORM = "application/x-www-form-urlencoded"
@@ -40,6 +51,14 @@ class Partition:
     @property
     def livemode(self) -> bool:
         return self.mode == "live"
+
+
+async def caller_scope(request: Request, key: Caller) -> Partition:  # noqa: ARG001 - next: Stripe-Account
+    """The partition a /v1 request acts in (the one dependency every /v1 route takes)."""
+    return Partition.of(key)
+
+
+Scope = Annotated[Partition, Depends(caller_scope)]
 
 
 async def read_params(request: Request) -> Params:
@@ -87,17 +106,17 @@ class RequestIdMiddleware:
     """Adds ``Request-Id: req_...`` to every /v1 response, as Stripe does; the SDK reports it in
     its errors and logs. ``Stripe-Version`` is accepted and ignored: there is one version."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: asgi.ASGIApp) -> None:
         self._app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self._app(scope, receive, send)
             return
         request_id = ("req_" + secrets.token_urlsafe(REQUEST_ID_BYTES)).encode()
 
-        async def with_request_id(message: Message) -> None:
+        async def with_request_id(message: asgi.Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), (b"request-id", request_id)]
             await send(message)
