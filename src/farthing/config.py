@@ -7,21 +7,31 @@
 | FARTHING_JOURNAL_KEY_FILE | var/journal.key | file holding that key; `farthing init` creates it |
 | FARTHING_VAULT_KEY | (unset) | hex key (32 bytes) that wraps the card vault's data keys |
 | FARTHING_VAULT_KEY_FILE | var/vault.key | file holding that key; `farthing init` creates it |
+| FARTHING_PRICING | (unset) | per currency ``usd:290:30,eur:250:25`` (basis points:fixed minor) |
+| FARTHING_FEE_BPS | 290 | percentage part of the fee for other currencies, in basis points (2.9%) |
+| FARTHING_FEE_FIXED_MINOR | 30 | fixed part of the fee for other currencies, in minor units |
+| FARTHING_AVAILABLE_DELAY_S | 172800 | seconds until a charge's funds are available (0 allowed) |
+| FARTHING_AUTHORIZATION_TTL_S | 604800 | an uncaptured authorisation expires after this (7 days) |
+| FARTHING_PAYOUT_DELAY_S | 0 | seconds a payout spends in each simulated bank-rail state |
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from farthing._errors import ConfigurationError
-from farthing.ledger import JOURNAL_KEY_LENGTH_MIN
+from farthing.ledger import JOURNAL_KEY_LENGTH_MIN, TIMEOUT_S_MAX, is_currency
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "VAULT_KEY_LENGTH",
+    "PaymentsSettings",
+    "Price",
     "Settings",
     "ensure_journal_key_file",
     "ensure_vault_key_file",
@@ -36,17 +46,122 @@ DEFAULT_VAULT_KEY_FILE = "var/vault.key"
 VAULT_KEY_LENGTH = 32
 
 
+BPS_PER_UNIT = 10_000
+FEE_BPS_MAX = 5_000  # A fee above 50% is a configuration mistake, not a price.
+FEE_FIXED_MINOR_MAX = 10**6
+DELAY_S_MAX = 90 * 24 * 3600
+PRICING_ENTRIES_MAX = 200
+DEFAULT_FEE_BPS = 290
+DEFAULT_FEE_FIXED_MINOR = 30
+DEFAULT_AVAILABLE_DELAY_S = 2 * 24 * 3600
+DEFAULT_AUTHORIZATION_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What a successful card charge costs: a percentage (basis points) plus a fixed part."""
+
+    bps: int
+    fixed_minor: int
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.bps <= FEE_BPS_MAX
+        assert 0 <= self.fixed_minor <= FEE_FIXED_MINOR_MAX
+
+    def fee_for(self, amount_minor: int) -> int:
+        """The fee on ``amount_minor``, rounded half up, never more than the amount itself."""
+        assert amount_minor > 0
+        percentage = (amount_minor * self.bps + BPS_PER_UNIT // 2) // BPS_PER_UNIT
+        fee = min(percentage + self.fixed_minor, amount_minor)
+        assert 0 <= fee <= amount_minor
+        return fee
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentsSettings:
+    default_price: Price = Price(DEFAULT_FEE_BPS, DEFAULT_FEE_FIXED_MINOR)
+    prices: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
+    available_delay_s: int = DEFAULT_AVAILABLE_DELAY_S
+    authorization_ttl_s: int = DEFAULT_AUTHORIZATION_TTL_S
+    payout_delay_s: int = 0
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.available_delay_s <= DELAY_S_MAX
+        assert 0 < self.authorization_ttl_s <= min(DELAY_S_MAX, TIMEOUT_S_MAX)
+        assert 0 <= self.payout_delay_s <= DELAY_S_MAX
+
+    def price(self, currency: str) -> Price:
+        """Pricing for a lower-case API currency code."""
+        return self.prices.get(currency, self.default_price)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> PaymentsSettings:
+        try:
+            return cls(
+                default_price=Price(
+                    _integer(environ, "FARTHING_FEE_BPS", DEFAULT_FEE_BPS),
+                    _integer(environ, "FARTHING_FEE_FIXED_MINOR", DEFAULT_FEE_FIXED_MINOR),
+                ),
+                prices=MappingProxyType(_pricing(environ.get("FARTHING_PRICING", ""))),
+                available_delay_s=_integer(
+                    environ, "FARTHING_AVAILABLE_DELAY_S", DEFAULT_AVAILABLE_DELAY_S
+                ),
+                authorization_ttl_s=_integer(
+                    environ, "FARTHING_AUTHORIZATION_TTL_S", DEFAULT_AUTHORIZATION_TTL_S
+                ),
+                payout_delay_s=_integer(environ, "FARTHING_PAYOUT_DELAY_S", 0),
+            )
+        except AssertionError:
+            msg = "a payments setting is out of range (see farthing.stripe_api.payments)"
+            raise ConfigurationError(msg) from None
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdecimal():
+        msg = f"{name} must be a non-negative integer"
+        raise ConfigurationError(msg)
+    return int(text)
+
+
+def _pricing(text: str) -> dict[str, Price]:
+    prices: dict[str, Price] = {}
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    if len(entries) > PRICING_ENTRIES_MAX:
+        msg = f"FARTHING_PRICING has more than {PRICING_ENTRIES_MAX} entries"
+        raise ConfigurationError(msg)
+    for entry in entries:
+        parts = entry.split(":")
+        if (
+            len(parts) != 3
+            or not is_currency(parts[0].upper())
+            or not (parts[1].isdecimal() and parts[2].isdecimal())
+        ):
+            msg = f"FARTHING_PRICING entry {entry!r} is not currency:basis_points:fixed_minor"
+            raise ConfigurationError(msg)
+        prices[parts[0].lower()] = Price(int(parts[1]), int(parts[2]))
+    return prices
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     database_url: str
     journal_key: bytes
     # None when no vault key is configured: the server runs, card endpoints answer 503.
     vault_key: bytes | None = None
+    payments: PaymentsSettings = field(default_factory=PaymentsSettings)
 
     @classmethod
     def from_env(cls, *, database_url: str | None = None) -> Settings:
         url = database_url or os.environ.get("FARTHING_DATABASE_URL") or DEFAULT_DATABASE_URL
-        return cls(database_url=url, journal_key=load_journal_key(), vault_key=load_vault_key())
+        return cls(
+            database_url=url,
+            journal_key=load_journal_key(),
+            vault_key=load_vault_key(),
+            payments=PaymentsSettings.from_env(),
+        )
 
 
 def _key_file() -> Path:

@@ -30,6 +30,11 @@ def create_app(settings: Settings) -> FastAPI:
     # it at module level would make `import farthing.stripe_api` circular.
     from farthing.stripe_api import RequestIdMiddleware  # noqa: PLC0415
     from farthing.stripe_api import router as stripe_router  # noqa: PLC0415
+    from farthing.stripe_api.payments import (  # noqa: PLC0415
+        Payments,
+        PaymentsLedger,
+        SimulatedProcessor,
+    )
 
     engine = create_engine(settings.database_url)
     ledger = LedgerService(engine, journal_key=settings.journal_key)
@@ -56,6 +61,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ledger = ledger
     # The card vault, or None without a configured key (card endpoints then answer 503).
     app.state.vault = None if settings.vault_key is None else Vault(settings.vault_key)
+    app.state.payments = Payments(
+        ledger=PaymentsLedger(ledger),
+        settings=settings.payments,
+        vault=app.state.vault,
+        test_processor=SimulatedProcessor(),
+    )
     install_error_handlers(app)
     app.include_router(ledger_router)
     app.include_router(stripe_router)

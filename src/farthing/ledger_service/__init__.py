@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from farthing.ledger_service._batcher import GroupCommitter, OverloadedError
-from farthing.ledger_service._queries import CommittedTransfer, TransferPage
+from farthing.ledger_service._queries import CommittedTransfer, TransferPage, get_accounts
 from farthing.ledger_service._requests import (
     CreateAccounts,
     CreateTransfers,
@@ -28,4 +28,5 @@ __all__ = [
     "TransferPage",
     "VerifyReport",
     "WriteRequest",
+    "get_accounts",
 ]

@@ -85,6 +85,12 @@ class LedgerService:
         """Synchronous write of requests in one transaction (CLI, benchmark, tests)."""
         return self.writer.commit(requests)
 
+    def commit_within(
+        self, connection: sa.Connection, requests: Sequence[WriteRequest]
+    ) -> list[Outcome]:
+        """Write inside the caller's transaction (payments: ledger and API objects as one)."""
+        return self.writer.commit_within(connection, requests)
+
     def get_accounts(self, ledger_id: int, ids: Sequence[str]) -> dict[str, Account]:
         with self.engine.connect() as connection:
             return get_accounts(connection, ledger_id, ids)

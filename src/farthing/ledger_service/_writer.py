@@ -111,6 +111,33 @@ class LedgerWriter:
                     raise
         raise AssertionError("unreachable")
 
+    def commit_within(
+        self, connection: sa.Connection, requests: Sequence[WriteRequest]
+    ) -> list[Outcome]:
+        """Apply the requests inside the caller's open write transaction (on SQLite one begun
+        with ``begin_write``), so that they commit or roll back with the caller's own rows.
+
+        The caller must create accounts beforehand (``commit``): a new account's id can race
+        with another process's on PostgreSQL, which would abort the caller's whole transaction.
+        The account cache is not used; the journal head this advances invalidates it.
+        """
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            for attempt in range(COMMIT_ATTEMPTS_MAX):
+                try:
+                    outcomes, _works, _head_seq = self._run(cursor, requests, {})
+                except StaleReadError:
+                    # Raised while loading, before any write: safe to load again.
+                    if attempt + 1 == COMMIT_ATTEMPTS_MAX:
+                        raise
+                else:
+                    return outcomes
+        finally:
+            cursor.close()
+        raise AssertionError("unreachable")
+
     def _commit_once(self, requests: Sequence[WriteRequest]) -> list[Outcome]:
         # The engine mutates cached accounts in place: until this commit is durable the cache
         # is detached, so a failed commit leaves nothing stale behind.

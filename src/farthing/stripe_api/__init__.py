@@ -16,7 +16,10 @@ from farthing.stripe_api._form import (
 from farthing.stripe_api._idempotency import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_TTL_NS
 from farthing.stripe_api._lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from farthing.stripe_api._request import RequestIdMiddleware
+from farthing.stripe_api.charges import router as charges_router
 from farthing.stripe_api.customers import router as customers_router
+from farthing.stripe_api.payment_intents import challenge_router
+from farthing.stripe_api.payment_intents import router as payment_intents_router
 from farthing.stripe_api.payment_methods import router as payment_methods_router
 
 __all__ = [
@@ -37,3 +40,6 @@ __all__ = [
 router = APIRouter()
 router.include_router(customers_router)
 router.include_router(payment_methods_router)
+router.include_router(payment_intents_router)
+router.include_router(charges_router)
+router.include_router(challenge_router)

@@ -7,6 +7,13 @@ from typing import Any
 
 from farthing.http._errors import ApiError
 from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._params import (
+    METADATA_KEY_LENGTH_MAX,
+    METADATA_KEYS_MAX,
+    METADATA_VALUE_LENGTH_MAX,
+    MetadataChange,
+    parse_metadata,
+)
 from farthing.stripe_api._request import Params, unknown_param
 
 __all__ = [
@@ -18,10 +25,6 @@ __all__ = [
     "parse_fields",
 ]
 
-# Stripe's documented metadata limits.
-METADATA_KEYS_MAX = 50
-METADATA_KEY_LENGTH_MAX = 40
-METADATA_VALUE_LENGTH_MAX = 500
 # Column widths in farthing.db.schema.stripe_customers.
 TEXT_LENGTH_MAX = {"email": 512, "name": 256, "description": 500, "phone": 40}
 # Accepted for SDK compatibility; Customers has no expandable field implemented yet.
@@ -32,15 +35,6 @@ def _invalid(message: str, param: str) -> ApiError:
     return ApiError(
         400, type_="invalid_request_error", code="parameter_invalid", message=message, param=param
     )
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataChange:
-    """``metadata=`` clears everything; ``metadata[k]=`` removes k; other keys are set."""
-
-    clear: bool
-    set: dict[str, str]
-    remove: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,34 +53,6 @@ def _text(name: str, value: FormValue) -> str | None:
     return value or None
 
 
-def _metadata(value: FormValue) -> MetadataChange:
-    if value == "":
-        return MetadataChange(clear=True, set={}, remove=frozenset())
-    if not isinstance(value, dict):
-        raise _invalid("metadata must be a hash of strings.", "metadata")
-    if len(value) > METADATA_KEYS_MAX:
-        raise _invalid(f"metadata has at most {METADATA_KEYS_MAX} keys.", "metadata")
-    changes: dict[str, str] = {}
-    for key, item in value.items():
-        param = f"metadata[{key}]"
-        if len(key) > METADATA_KEY_LENGTH_MAX:
-            raise _invalid(
-                f"Metadata keys have at most {METADATA_KEY_LENGTH_MAX} characters.", param
-            )
-        if not isinstance(item, str):
-            raise _invalid("Metadata values must be strings.", param)
-        if len(item) > METADATA_VALUE_LENGTH_MAX:
-            raise _invalid(
-                f"Metadata values have at most {METADATA_VALUE_LENGTH_MAX} characters.", param
-            )
-        changes[key] = item
-    return MetadataChange(
-        clear=False,
-        set={key: item for key, item in changes.items() if item},
-        remove=frozenset(key for key, item in changes.items() if not item),
-    )
-
-
 def parse_fields(params: Params) -> CustomerFields:
     """The create or update parameters; 400 for any unknown or malformed one."""
     text: dict[str, str | None] = {}
@@ -95,7 +61,7 @@ def parse_fields(params: Params) -> CustomerFields:
         if name in TEXT_LENGTH_MAX:
             text[name] = _text(name, value)
         elif name == "metadata":
-            metadata = _metadata(value)
+            metadata = parse_metadata(value)
         elif name not in _IGNORED:
             raise unknown_param(name)
     return CustomerFields(text=text, metadata=metadata)

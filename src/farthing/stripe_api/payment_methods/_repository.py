@@ -91,6 +91,18 @@ def load(connection: sa.Connection, scope: Partition, method_id: str) -> Payment
     return None if row is None else _row(row)
 
 
+def sealed_number(
+    connection: sa.Connection, scope: Partition, method_id: str
+) -> tuple[str, bytes] | None:
+    """(vault key id, sealed card number) of a payment method, for the card processor only."""
+    row = connection.execute(
+        sa.select(methods.c.vault_key_id, methods.c.pan_sealed).where(
+            _in(scope), methods.c.id == method_id
+        )
+    ).one_or_none()
+    return None if row is None else (row.vault_key_id, bytes(row.pan_sealed))
+
+
 def update(connection: sa.Connection, scope: Partition, row: PaymentMethodRow) -> None:
     updated = connection.execute(
         methods.update()

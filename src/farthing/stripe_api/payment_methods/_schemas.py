@@ -13,8 +13,8 @@ from typing import Any
 
 from farthing.http._errors import ApiError
 from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._params import MetadataChange, parse_metadata
 from farthing.stripe_api._request import Params, unknown_param
-from farthing.stripe_api.customers._schemas import MetadataChange, _metadata
 from farthing.stripe_api.test_cards import brand_of
 
 __all__ = [
@@ -165,7 +165,7 @@ def parse_update(params: Params) -> Fields:
         if name == "billing_details":
             billing = _billing(value)
         elif name == "metadata":
-            metadata = _metadata(value)
+            metadata = parse_metadata(value)
         elif name not in _IGNORED:
             raise unknown_param(name)
     return Fields(billing=billing, metadata=metadata)

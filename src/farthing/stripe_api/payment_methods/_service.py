@@ -26,9 +26,11 @@ from farthing.vault import Vault, associated_data
 __all__ = [
     "LIST_URL",
     "attach",
+    "card_number",
     "create",
     "detach",
     "list_payment_methods",
+    "resolve",
     "retrieve",
     "update",
 ]
@@ -132,6 +134,25 @@ def _load(
     if row is None:
         raise _missing(method_id)
     return row
+
+
+def resolve(
+    connection: sa.Connection, scope: Partition, vault: Vault, method_id: str, param: str
+) -> repository.PaymentMethodRow:
+    """A payment method named in another request (a preset materialises a new one)."""
+    try:
+        return _load(connection, scope, vault, method_id)
+    except ApiError as error:
+        raise _missing(method_id, param) from error
+
+
+def card_number(connection: sa.Connection, scope: Partition, vault: Vault, method_id: str) -> str:
+    """The card number, opened from the vault for the card processor; never logged or stored."""
+    sealed = repository.sealed_number(connection, scope, method_id)
+    assert sealed is not None, method_id
+    key_id, blob = sealed
+    aad = associated_data(scope.tenant_id, scope.mode, method_id)
+    return vault.open(blob, aad, key_id=key_id).decode()
 
 
 def retrieve(

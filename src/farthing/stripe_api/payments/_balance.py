@@ -1,0 +1,271 @@
+"""Balance transactions and balances.
+
+Every movement of an account's balance is a balance transaction (``txn_``) whose ``net`` is what
+the movement did to the account's balance, and one or more ledger transfers that did it. While
+a transaction is ``pending`` its net sits in the account's pending ledger account; at
+``available_on`` a settlement transfer moves it to the available one (positive nets first, so
+that a refund of a pending charge settles together with the charge). Hence, per account and
+currency, at every commit:
+
+    sum(net of available transactions) == available ledger balance
+    sum(net of pending transactions)   == pending ledger balance
+
+`reconcile` checks exactly this; the tests run it after every scenario.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.db.schema import stripe_balance_transactions as transactions
+from farthing.ledger import Account, TransferEvent
+from farthing.stripe_api import _objects as objects
+from farthing.stripe_api._request import Partition
+from farthing.stripe_api.payments._ledger import (
+    Movement,
+    PaymentsLedger,
+    TransferCode,
+    available_account,
+    pending_account,
+)
+
+__all__ = [
+    "BalanceEntry",
+    "balance_object",
+    "balance_transaction_object",
+    "ledger_balance",
+    "reconcile",
+    "record",
+    "settle_due",
+]
+
+# Transactions settled per effect; the rest settle in the next one.
+SETTLE_BATCH_MAX = 500
+CURRENCIES_PER_ACCOUNT_MAX = 50
+_SOURCE_TYPE = "card"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceEntry:
+    """A balance transaction to record: signed amounts in minor units, as Stripe shows them."""
+
+    amount: int
+    currency: str
+    fee: int
+    fee_details: tuple[tuple[str, int, str], ...]  # (type, amount, description)
+    type: str
+    reporting_category: str
+    source_id: str | None
+    available_on: int
+    description: str | None = None
+    payout_id: str | None = None
+
+    @property
+    def net(self) -> int:
+        return self.amount - self.fee
+
+
+def record(
+    connection: sa.Connection,
+    scope: Partition,
+    entry: BalanceEntry,
+    *,
+    now_s: int,
+    available: bool = False,
+) -> str:
+    """Insert a transaction. ``available``: its transfers moved the available balance directly;
+    otherwise they moved the pending balance and `settle_due` makes it available later (in the
+    same effect, when ``available_on`` has come already)."""
+    assert entry.fee == sum(amount for _type, amount, _description in entry.fee_details)
+    txn_id = objects.new_id("txn_")
+    objects.insert(
+        connection,
+        transactions,
+        scope,
+        {
+            "id": txn_id,
+            "created": now_s,
+            "amount": entry.amount,
+            "currency": entry.currency,
+            "fee": entry.fee,
+            "fee_details": _encode_fee_details(entry),
+            "net": entry.net,
+            "status": "available" if available else "pending",
+            "available_on": entry.available_on,
+            "type": entry.type,
+            "reporting_category": entry.reporting_category,
+            "source_id": entry.source_id,
+            "payout_id": entry.payout_id,
+            "description": entry.description,
+        },
+    )
+    return txn_id
+
+
+def _encode_fee_details(entry: BalanceEntry) -> str:
+    import json  # noqa: PLC0415 - only here
+
+    return json.dumps(
+        [
+            {"amount": amount, "currency": entry.currency, "description": text, "type": kind}
+            for kind, amount, text in entry.fee_details
+        ]
+    )
+
+
+def settle_due(
+    connection: sa.Connection, movement: Movement, scope: Partition, *, now_s: int
+) -> list[str]:
+    """Add settlement transfers for the scope's due pending transactions to ``movement`` and mark
+    them available (the caller posts the movement in the same transaction)."""
+    due = objects.load_many(
+        connection,
+        transactions,
+        scope,
+        transactions.c.status == "pending",
+        transactions.c.available_on <= now_s,
+        limit=SETTLE_BATCH_MAX,
+        for_update=True,
+    )
+    due.sort(key=lambda row: row["net"] < 0)  # Credits first: they fund the debits.
+    for row in due:
+        _settle(movement, scope, row)
+        objects.update(connection, transactions, scope, row["id"], status="available")
+    return [row["id"] for row in due]
+
+
+def _settle(movement: Movement, scope: Partition, row: objects.ObjectRow) -> None:
+    net, currency = row["net"], row["currency"]
+    movement.involve(scope.tenant_id, currency)
+    if net == 0:
+        return
+    pending = pending_account(scope.tenant_id, currency)
+    available = available_account(scope.tenant_id, currency)
+    movement.add(
+        TransferEvent(
+            id=f"{row['id']}.settle",
+            debit_account_id=pending if net > 0 else available,
+            credit_account_id=available if net > 0 else pending,
+            amount_minor=abs(net),
+            code=TransferCode.settle,
+        )
+    )
+
+
+def _spendable(account: Account | None) -> int:
+    if account is None:
+        return 0
+    b = account.balances
+    return b.credits_posted - b.debits_posted - b.debits_pending
+
+
+def _currencies(connection: sa.Connection, scope: Partition) -> list[str]:
+    rows = connection.execute(
+        sa.select(transactions.c.currency)
+        .where(transactions.c.tenant_id == scope.tenant_id, transactions.c.mode == scope.mode)
+        .distinct()
+        .limit(CURRENCIES_PER_ACCOUNT_MAX)
+    ).scalars()
+    return sorted(rows)
+
+
+def ledger_balance(
+    connection: sa.Connection, ledger: PaymentsLedger, scope: Partition
+) -> dict[str, tuple[int, int]]:
+    """Per currency: (available, pending) as the payments ledger holds them."""
+    currencies = _currencies(connection, scope)
+    ids = [
+        name
+        for currency in currencies
+        for name in (
+            available_account(scope.tenant_id, currency),
+            pending_account(scope.tenant_id, currency),
+        )
+    ]
+    accounts = ledger.accounts(connection, scope, ids) if ids else {}
+    return {
+        currency: (
+            _spendable(accounts.get(available_account(scope.tenant_id, currency))),
+            _spendable(accounts.get(pending_account(scope.tenant_id, currency))),
+        )
+        for currency in currencies
+    }
+
+
+def balance_object(
+    connection: sa.Connection, ledger: PaymentsLedger, scope: Partition
+) -> dict[str, Any]:
+    amounts = ledger_balance(connection, ledger, scope)
+    if not amounts:
+        amounts = {"usd": (0, 0)}
+
+    def entries(index: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "amount": pair[index],
+                "currency": currency,
+                "source_types": {_SOURCE_TYPE: pair[index]},
+            }
+            for currency, pair in amounts.items()
+        ]
+
+    return {
+        "object": "balance",
+        "available": entries(0),
+        "pending": entries(1),
+        "livemode": scope.livemode,
+    }
+
+
+def reconcile(connection: sa.Connection, ledger: PaymentsLedger, scope: Partition) -> None:
+    """Raise AssertionError unless the transactions' nets equal the ledger balances."""
+    from_ledger = ledger_balance(connection, ledger, scope)
+    sums = connection.execute(
+        sa.select(
+            transactions.c.currency,
+            transactions.c.status,
+            sa.func.coalesce(sa.func.sum(transactions.c.net), 0),
+        )
+        .where(transactions.c.tenant_id == scope.tenant_id, transactions.c.mode == scope.mode)
+        .group_by(transactions.c.currency, transactions.c.status)
+    ).all()
+    from_transactions: dict[str, list[int]] = {c: [0, 0] for c in from_ledger}
+    for currency, status, total in sums:
+        from_transactions[currency][0 if status == "available" else 1] += int(total)
+    for currency, (available, pending) in from_ledger.items():
+        expected = from_transactions[currency]
+        assert (available, pending) == (expected[0], expected[1]), (
+            f"{scope.tenant_id} {currency}: ledger {available}/{pending}, "
+            f"transactions {expected[0]}/{expected[1]}"
+        )
+
+
+def balance_transaction_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]:
+    import json  # noqa: PLC0415 - only here
+
+    del livemode  # Balance transactions carry no livemode field in Stripe's API.
+    return {
+        "id": row["id"],
+        "object": "balance_transaction",
+        "amount": row["amount"],
+        "available_on": row["available_on"],
+        "created": row["created"],
+        "currency": row["currency"],
+        "description": row["description"],
+        "exchange_rate": None,
+        "fee": row["fee"],
+        "fee_details": json.loads(row["fee_details"]),
+        "net": row["net"],
+        "reporting_category": row["reporting_category"],
+        "source": row["source_id"],
+        "status": row["status"],
+        "type": row["type"],
+    }
+
+
+def now_s() -> int:
+    return int(time.time())
