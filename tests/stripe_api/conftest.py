@@ -14,6 +14,10 @@ from unittest import mock
 import pytest
 import stripe
 
+from farthing.ledger_service import LedgerService
+from farthing.stripe_api._request import Partition
+from farthing.stripe_api.payments import PaymentsLedger, reconcile
+from tests.conftest import JOURNAL_KEY
 from tests.http import conftest as http_conftest
 from tests.http.conftest import Server, new_tenant, serving
 
@@ -68,3 +72,18 @@ def new_account(server: Server) -> Account:
 @pytest.fixture
 def account(v1_server: Server) -> Account:
     return new_account(v1_server)
+
+
+def assert_consistent(server: Server, *scopes: Partition) -> None:
+    """The ledger verifies (hash chain, balances, holds) and each scope's balance transactions
+    add up to its balances in the payments ledger."""
+    ledger = LedgerService(server.engine, journal_key=JOURNAL_KEY)
+    ledger.verify()
+    payments_ledger = PaymentsLedger(ledger)
+    with server.engine.connect() as connection:
+        for scope in scopes:
+            reconcile(connection, payments_ledger, scope)
+
+
+def scope_of(account: Account, mode: str = "test") -> Partition:
+    return Partition(tenant_id=account.id, mode=mode, platform_id=account.id)

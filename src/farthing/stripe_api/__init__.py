@@ -16,6 +16,7 @@ from farthing.stripe_api._form import (
 from farthing.stripe_api._idempotency import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_TTL_NS
 from farthing.stripe_api._lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from farthing.stripe_api._request import RequestIdMiddleware
+from farthing.stripe_api.balance import router as balance_router
 from farthing.stripe_api.charges import router as charges_router
 from farthing.stripe_api.customers import router as customers_router
 from farthing.stripe_api.payment_intents import challenge_router
@@ -43,3 +44,4 @@ router.include_router(payment_methods_router)
 router.include_router(payment_intents_router)
 router.include_router(charges_router)
 router.include_router(challenge_router)
+router.include_router(balance_router)
