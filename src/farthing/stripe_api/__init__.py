@@ -22,6 +22,7 @@ from farthing.stripe_api.customers import router as customers_router
 from farthing.stripe_api.payment_intents import challenge_router
 from farthing.stripe_api.payment_intents import router as payment_intents_router
 from farthing.stripe_api.payment_methods import router as payment_methods_router
+from farthing.stripe_api.refunds import router as refunds_router
 
 __all__ = [
     "FORM_DEPTH_MAX",
@@ -45,3 +46,4 @@ router.include_router(payment_intents_router)
 router.include_router(charges_router)
 router.include_router(challenge_router)
 router.include_router(balance_router)
+router.include_router(refunds_router)

@@ -48,6 +48,7 @@ from farthing.stripe_api.payments import (
     Payments,
     TransferCode,
     card_network_account,
+    chain,
     fees_account,
     pending_account,
     record,
@@ -521,7 +522,7 @@ def _capture_money(
         ctx, movement, charge, amount, available_on
     )
     events.extend(destination_events)
-    movement.add(*_linked(events))
+    movement.add(*chain(events))
     txn_id = record(
         ctx.connection,
         ctx.scope,
@@ -554,18 +555,6 @@ def _capture_money(
     settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)
     if target is not None:
         settle_due(ctx.connection, movement, target, now_s=ctx.now_s)
-
-
-def _linked(events: list[TransferEvent]) -> list[TransferEvent]:
-    """One chain: every event but the last carries the linked flag."""
-    from dataclasses import replace  # noqa: PLC0415 - only here
-
-    return [
-        replace(event, flags=event.flags | TransferFlags.linked)
-        if index < len(events) - 1
-        else event
-        for index, event in enumerate(events)
-    ]
 
 
 def _destination(

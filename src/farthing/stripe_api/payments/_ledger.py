@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -33,6 +33,7 @@ from farthing.ledger import (
     CreateAccountResult,
     CreateTransferResult,
     TransferEvent,
+    TransferFlags,
 )
 from farthing.ledger_service import CreateAccounts, CreateTransfers, LedgerService, get_accounts
 from farthing.stripe_api._request import Partition
@@ -45,6 +46,7 @@ __all__ = [
     "available_account",
     "bank_account",
     "card_network_account",
+    "chain",
     "fees_account",
     "insufficient_funds",
     "pending_account",
@@ -223,6 +225,15 @@ class PaymentsLedger:
         if len(self._known) >= KNOWN_ACCOUNTS_MAX:
             self._known.clear()
         self._known.add((ledger_id, account_id))
+
+
+def chain(events: Sequence[TransferEvent]) -> list[TransferEvent]:
+    """The events as one linked chain (all or none): each but the last carries ``linked``."""
+    last = len(events) - 1
+    return [
+        replace(event, flags=event.flags | TransferFlags.linked) if index < last else event
+        for index, event in enumerate(events)
+    ]
 
 
 _DONE = frozenset({CreateTransferResult.ok, CreateTransferResult.exists})

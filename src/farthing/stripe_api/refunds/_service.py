@@ -1,0 +1,197 @@
+"""Refunds: full or partial, several per charge up to the captured amount.
+
+Fee policy (docs/stripe-coverage.md): Farthing returns its processing fee in proportion to the
+refunded amount, cumulatively rounded down, so that refunding a whole charge returns the whole
+fee. A refund takes ``amount - fee returned`` from the merchant's balance where the charge's
+funds are (pending until the charge settles, available after) and the returned fee from
+Farthing's fee account; the card network receives ``amount``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from farthing.db.schema import stripe_balance_transactions as transactions
+from farthing.db.schema import stripe_charges as charges
+from farthing.db.schema import stripe_payment_intents as intents
+from farthing.db.schema import stripe_refunds as refunds
+from farthing.http._errors import ApiError
+from farthing.ledger import TransferEvent
+from farthing.stripe_api import _objects as objects
+from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
+from farthing.stripe_api.payment_intents._service import Context, Outcome
+from farthing.stripe_api.payments import (
+    BalanceEntry,
+    TransferCode,
+    available_account,
+    card_network_account,
+    chain,
+    fees_account,
+    pending_account,
+    record,
+    require_done,
+    settle_due,
+)
+
+__all__ = ["RefundFields", "create", "refund_object", "update"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundFields:
+    charge: str | None = None
+    payment_intent: str | None = None
+    amount: int | None = None
+    reason: str | None = None
+    metadata: MetadataChange | None = None
+
+
+def refund_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]:
+    del livemode  # Refunds carry no livemode field in Stripe's API.
+    return {
+        "id": row["id"],
+        "object": "refund",
+        "amount": row["amount"],
+        "balance_transaction": row["balance_transaction_id"],
+        "charge": row["charge_id"],
+        "created": row["created"],
+        "currency": row["currency"],
+        "destination_details": {"type": "card", "card": {"type": "refund"}},
+        "metadata": row["metadata"],
+        "payment_intent": row["payment_intent_id"],
+        "reason": row["reason"],
+        "receipt_number": None,
+        "source_transfer_reversal": None,
+        "status": row["status"],
+        "transfer_reversal": None,
+    }
+
+
+def _charge_of(ctx: Context, fields: RefundFields) -> objects.ObjectRow:
+    charge_id = fields.charge
+    if fields.payment_intent is not None:
+        intent = objects.load(ctx.connection, intents, ctx.scope, fields.payment_intent)
+        if intent is None:
+            raise objects.missing("payment_intent", fields.payment_intent, "payment_intent")
+        if intent["status"] != "succeeded":
+            raise invalid(
+                "This PaymentIntent has no successful charge to refund.", "payment_intent"
+            )
+        if charge_id is not None and charge_id != intent["latest_charge_id"]:
+            raise invalid("The charge does not belong to this PaymentIntent.", "charge")
+        charge_id = intent["latest_charge_id"]
+    if charge_id is None:
+        raise invalid("Provide charge or payment_intent.", "charge")
+    charge = objects.load(ctx.connection, charges, ctx.scope, charge_id, for_update=True)
+    if charge is None:
+        raise objects.missing("charge", charge_id, "charge")
+    if not charge["captured"] or charge["status"] != "succeeded":
+        raise invalid("Only captured, successful charges can be refunded.", "charge")
+    return charge
+
+
+def _refundable(charge: objects.ObjectRow) -> int:
+    # amount_refunded counts the uncaptured part a partial capture released, as Stripe does.
+    return int(charge["amount"] - charge["amount_refunded"])
+
+
+def create(ctx: Context, fields: RefundFields) -> Outcome:
+    charge = _charge_of(ctx, fields)
+    refundable = _refundable(charge)
+    if refundable == 0:
+        raise ApiError(
+            400,
+            type_="invalid_request_error",
+            code="charge_already_refunded",
+            message=f"Charge {charge['id']} has already been refunded.",
+        )
+    amount = refundable if fields.amount is None else fields.amount
+    if amount > refundable:
+        raise ApiError(
+            400,
+            type_="invalid_request_error",
+            code="amount_too_large",
+            message=f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+            f"({refundable}).",
+            param="amount",
+        )
+    captured = charge["amount_captured"]
+    refunded_before = captured - refundable
+    fee_back = charge["fee"] * (refunded_before + amount) // captured - charge["fee_refunded"]
+    assert 0 <= fee_back <= charge["fee"] - charge["fee_refunded"]
+    row = _record(ctx, charge, amount, fee_back, fields)
+    objects.update(
+        ctx.connection, charges, ctx.scope, charge["id"],
+        amount_refunded=charge["amount_refunded"] + amount,
+        fee_refunded=charge["fee_refunded"] + fee_back,
+    )  # fmt: skip
+    return 200, refund_object(row, livemode=ctx.scope.livemode)
+
+
+def _record(
+    ctx: Context, charge: objects.ObjectRow, amount: int, fee_back: int, fields: RefundFields
+) -> objects.ObjectRow:
+    currency, tenant = charge["currency"], ctx.scope.tenant_id
+    charge_txn = objects.load(
+        ctx.connection, transactions, ctx.scope, charge["balance_transaction_id"]
+    )
+    assert charge_txn is not None
+    settled = charge_txn["status"] == "available"
+    source = available_account(tenant, currency) if settled else pending_account(tenant, currency)
+    refund_id = objects.new_id("re_")
+    movement = ctx.payments.ledger.movement(ctx.connection, ctx.scope)
+    movement.involve(tenant, currency)
+    events = []
+    if amount - fee_back > 0:
+        events.append(
+            TransferEvent(
+                id=f"{refund_id}.refund", debit_account_id=source,
+                credit_account_id=card_network_account(currency),
+                amount_minor=amount - fee_back, code=TransferCode.refund,
+            )
+        )  # fmt: skip
+    if fee_back > 0:
+        events.append(
+            TransferEvent(
+                id=f"{refund_id}.fee_return", debit_account_id=fees_account(currency),
+                credit_account_id=card_network_account(currency),
+                amount_minor=fee_back, code=TransferCode.fee_return,
+            )
+        )  # fmt: skip
+    movement.add(*chain(events))  # The refund and the fee return: both or neither.
+    txn_id = record(
+        ctx.connection,
+        ctx.scope,
+        BalanceEntry(
+            amount=-amount, currency=currency, fee=-fee_back,
+            fee_details=(("stripe_fee", -fee_back, "Farthing processing fees returned"),)
+            if fee_back else (),
+            type="refund", reporting_category="refund", source_id=refund_id,
+            available_on=ctx.now_s if settled else charge_txn["available_on"],
+        ),
+        now_s=ctx.now_s,
+        available=settled,
+    )  # fmt: skip
+    row: objects.ObjectRow = {
+        "id": refund_id, "created": ctx.now_s, "metadata": merge_metadata({}, fields.metadata),
+        "charge_id": charge["id"], "payment_intent_id": charge["payment_intent_id"],
+        "amount": amount, "currency": currency, "status": "succeeded", "reason": fields.reason,
+        "fee_returned": fee_back, "balance_transaction_id": txn_id,
+    }  # fmt: skip
+    objects.insert(ctx.connection, refunds, ctx.scope, row)
+    settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)
+    require_done(
+        movement.post(ctx.connection),
+        message="Insufficient funds in the account's balance to refund this charge.",
+    )
+    return row
+
+
+def update(ctx: Context, refund_id: str, metadata: MetadataChange | None) -> Outcome:
+    row = objects.load(ctx.connection, refunds, ctx.scope, refund_id, for_update=True)
+    if row is None:
+        raise objects.missing("refund", refund_id)
+    if metadata is not None:
+        row["metadata"] = merge_metadata(row["metadata"], metadata)
+        objects.update(ctx.connection, refunds, ctx.scope, refund_id, metadata=row["metadata"])
+    return 200, refund_object(row, livemode=ctx.scope.livemode)
