@@ -481,13 +481,11 @@ def _approve(ctx: Context, row: objects.ObjectRow, authorization: Authorization)
 # -- money ---------------------------------------------------------------------------------
 
 
-def _capture_money(
-    ctx: Context, movement: Movement, charge: objects.ObjectRow, amount: int, *, via_hold: bool
-) -> None:
-    """Ledger transfers and balance transactions of capturing ``amount`` of a charge."""
-    currency, tenant = charge["currency"], ctx.scope.tenant_id
-    fee = ctx.payments.settings.price(currency).fee_for(amount)
-    charge_id = charge["id"]
+def _capture_events(
+    ctx: Context, charge: objects.ObjectRow, amount: int, fee: int, *, via_hold: bool
+) -> list[TransferEvent]:
+    """Card funds in (posting the hold, or a new transfer), then the fee out."""
+    currency, tenant, charge_id = charge["currency"], ctx.scope.tenant_id, charge["id"]
     events = [
         TransferEvent(
             id=f"{charge_id}.capture",
@@ -515,6 +513,16 @@ def _capture_money(
                 code=TransferCode.fee,
             )
         )
+    return events
+
+
+def _capture_money(
+    ctx: Context, movement: Movement, charge: objects.ObjectRow, amount: int, *, via_hold: bool
+) -> None:
+    """Ledger transfers and balance transactions of capturing ``amount`` of a charge."""
+    currency, charge_id = charge["currency"], charge["id"]
+    fee = ctx.payments.settings.price(currency).fee_for(amount)
+    events = _capture_events(ctx, charge, amount, fee, via_hold=via_hold)
     outcome = json.loads(charge["outcome"])
     delay_s = 0 if outcome.get("available_at_once") else ctx.payments.settings.available_delay_s
     available_on = ctx.now_s + delay_s
