@@ -3,8 +3,8 @@
 Every movement of an account's balance is a balance transaction (``txn_``) whose ``net`` is what
 the movement did to the account's balance, and one or more ledger transfers that did it. While
 a transaction is ``pending`` its net sits in the account's pending ledger account; at
-``available_on`` a settlement transfer moves it to the available one (positive nets first, so
-that a refund of a pending charge settles together with the charge). Hence, per account and
+``available_on`` a settlement transfer moves it to the available one (one transfer for the sum of
+an account's due nets per currency, so a refund settles with its charge). Hence, per account and
 currency, at every commit:
 
     sum(net of available transactions) == available ledger balance
@@ -131,15 +131,21 @@ def settle_due(
         limit=SETTLE_BATCH_MAX,
         for_update=True,
     )
-    due.sort(key=lambda row: row["net"] < 0)  # Credits first: they fund the debits.
+    # One transfer per currency for the sum of the due nets: settling them one by one could
+    # take a charge's net out of pending before a destination transfer's debit is put back.
+    totals: dict[str, tuple[int, str]] = {}
     for row in due:
-        _settle(movement, scope, row)
+        total, first_id = totals.get(row["currency"], (0, row["id"]))
+        totals[row["currency"]] = (total + row["net"], first_id)
         objects.update(connection, transactions, scope, row["id"], status="available")
+    for currency, (total, first_id) in totals.items():
+        _settle(movement, scope, currency, total, f"{first_id}.settle")
     return [row["id"] for row in due]
 
 
-def _settle(movement: Movement, scope: Partition, row: objects.ObjectRow) -> None:
-    net, currency = row["net"], row["currency"]
+def _settle(
+    movement: Movement, scope: Partition, currency: str, net: int, transfer_id: str
+) -> None:
     movement.involve(scope.tenant_id, currency)
     if net == 0:
         return
@@ -147,7 +153,7 @@ def _settle(movement: Movement, scope: Partition, row: objects.ObjectRow) -> Non
     available = available_account(scope.tenant_id, currency)
     movement.add(
         TransferEvent(
-            id=f"{row['id']}.settle",
+            id=transfer_id,
             debit_account_id=pending if net > 0 else available,
             credit_account_id=available if net > 0 else pending,
             amount_minor=abs(net),

@@ -1,0 +1,70 @@
+"""Destination charges: the connected account receives the amount minus the application fee,
+the platform keeps the application fee minus Farthing's fee; both reconcile with the ledger."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+import stripe
+
+from farthing.db.schema import stripe_accounts, tenants
+from farthing.stripe_api._request import Partition
+from tests.http.conftest import Server
+from tests.stripe_api.conftest import Account, assert_consistent, scope_of
+from tests.stripe_api.payment_intents.test_payment_intents import _balance, _fee
+
+
+def _connected(server: Server, platform: Account) -> str:
+    """A connected account of the platform in test mode, made directly in the database."""
+    account_id = "acct_" + secrets.token_hex(12)
+    with server.engine.begin() as connection:
+        connection.execute(
+            tenants.insert().values(
+                id=account_id, name="seller", created_at_ns=time.time_ns(),
+                parent_id=platform.id, mode="test",
+            )
+        )  # fmt: skip
+        connection.execute(
+            stripe_accounts.insert().values(
+                id=account_id, tenant_id=platform.id, mode="test", created=int(time.time()),
+                metadata="{}", type="custom", country="US", default_currency="usd",
+                charges_enabled=True, payouts_enabled=True,
+            )
+        )  # fmt: skip
+    return account_id
+
+
+def test_destination_charge_splits_the_money(v1_server: Server, account: Account) -> None:
+    seller = _connected(v1_server, account)
+    intent = account.test.v1.payment_intents.create(
+        params={
+            "amount": 10_000,
+            "currency": "usd",
+            "payment_method": "pm_card_bypassPending",
+            "confirm": True,
+            "application_fee_amount": 1_000,
+            "transfer_data": {"destination": seller},
+        }
+    )
+    assert intent.status == "succeeded"
+    charge = account.test.v1.charges.retrieve(str(intent.latest_charge))
+    assert charge.transfer is not None
+    assert _balance(account) == (1_000 - _fee(10_000), 0)
+    seller_scope = Partition(tenant_id=seller, mode="test", platform_id=account.id)
+    assert_consistent(v1_server, scope_of(account), seller_scope)
+    transfers = account.test.v1.balance_transactions.list(params={"type": "transfer"}).data
+    assert [t.amount for t in transfers] == [-9_000]
+
+
+def test_destination_must_be_own_connected_account(v1_server: Server, account: Account) -> None:
+    stranger = _connected(v1_server, account)
+    with v1_server.engine.begin() as connection:
+        connection.execute(tenants.update().where(tenants.c.id == stranger).values(mode="live"))
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        account.test.v1.payment_intents.create(
+            params={"amount": 500, "currency": "usd", "transfer_data": {"destination": stranger}}
+        )
+    assert refused.value.param == "transfer_data[destination]"
+    assert_consistent(v1_server, scope_of(account))
