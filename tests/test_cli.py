@@ -14,10 +14,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from farthing.auth import Mode, authenticate, create_tenant, default_tenant_id, ledger_id_for
+from farthing.auth import (
+    Mode,
+    authenticate,
+    create_connected_tenant,
+    create_tenant,
+    default_tenant_id,
+    ledger_id_for,
+)
 from farthing.bench import WORKLOADS
 from farthing.db.engine import create_engine
-from farthing.db.schema import ledgers, tenants
+from farthing.db.schema import api_keys, ledgers, tenants
 from farthing.ledger import AccountEvent, AccountFlags, TransferEvent, TransferFlags
 from farthing.ledger_service import CreateAccounts, CreateTransfers, LedgerService
 from tests.conftest import JOURNAL_KEY, _postgres_database, postgres_server_url
@@ -25,6 +32,7 @@ from tests.conftest import JOURNAL_KEY, _postgres_database, postgres_server_url
 FARTHING = str(Path(sys.executable).with_name("farthing"))
 CLI_TIMEOUT_S = 120
 SECRET_PATTERN = r"sk_{mode}_[A-Za-z0-9_-]{{43}}"
+RESTRICTED_PATTERN = r"rk_{mode}_[A-Za-z0-9_-]{{43}}"
 TENANT_PATTERN = re.compile(r"acct_[0-9a-f]{24}")
 
 
@@ -218,6 +226,72 @@ def test_keys_and_accounts_create_refuse_bad_options(sqlite_url: str) -> None:
     refused = farthing("accounts", "create", *url, "--name", "x" * 201, expect=2)
     assert refused.stdout == ""
     assert "--name" in refused.stderr
+
+
+def test_keys_create_restricted_prints_one_restricted_key(initialised_url: str) -> None:
+    url = ["--database-url", initialised_url]
+    shop = only_line(farthing("accounts", "create", *url, "--name", "Shop R").stdout)
+    permissions = "customers:write, payment_intents:read"
+    created = {
+        None: farthing("keys", "create", *url, "--mode", "live", "--restricted", permissions),
+        shop: farthing("keys", "create", *url, "--account", shop, "--restricted", "balance:read"),
+    }
+    engine = create_engine(initialised_url)
+    try:
+        with engine.connect() as connection:
+            default = default_tenant_id(connection)
+            for account, result in created.items():
+                secret = only_line(result.stdout)
+                mode = "test" if account else "live"
+                assert re.fullmatch(RESTRICTED_PATTERN.format(mode=mode), secret), secret
+                assert secret not in result.stderr
+                key = authenticate(connection, secret)
+                assert key is not None
+                assert key.tenant_id == (account or default)
+                assert key.redacted == f"rk_{mode}_...{secret[-4:]}"
+            default_key = authenticate(connection, only_line(created[None].stdout))
+            assert default_key is not None
+            assert default_key.permissions == {"customers": "write", "payment_intents": "read"}
+            assert default_key.permits("customers", "read")
+            assert not default_key.permits("payment_intents", "write")
+            assert not default_key.permits("charges", "read")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "permissions",
+    ["customer:read", "customers:admin", "customers", "customers:read,customers:write", "", ","],
+)
+def test_keys_create_restricted_refuses_bad_permissions(sqlite_url: str, permissions: str) -> None:
+    url = ["--database-url", sqlite_url]
+    refused = farthing("keys", "create", *url, "--restricted", permissions, expect=2)
+    assert refused.stdout == ""
+    assert "--restricted" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            count = sa.select(sa.func.count()).select_from(api_keys)
+            assert connection.execute(count).scalar_one() == 0  # A typo never makes a key.
+    finally:
+        engine.dispose()
+
+
+def test_keys_create_refuses_a_connected_account(initialised_url: str) -> None:
+    """Connected accounts have no keys: their platform acts for them with Stripe-Account."""
+    url = ["--database-url", initialised_url]
+    engine = create_engine(initialised_url)
+    try:
+        with engine.begin() as connection:
+            platform = default_tenant_id(connection)
+            assert platform is not None
+            connected = create_connected_tenant(connection, parent_id=platform, mode=Mode.test)
+    finally:
+        engine.dispose()
+    refused = farthing("keys", "create", *url, "--account", connected, expect=2)
+    assert refused.stdout == ""
+    assert connected in refused.stderr
 
 
 def test_keys_create_before_init_says_to_run_init(tmp_path: Path) -> None:

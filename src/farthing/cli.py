@@ -66,14 +66,35 @@ def keys_create(
     account: Annotated[
         str | None, typer.Option(help="acct_... (default account if omitted)")
     ] = None,
+    restricted: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PERMISSIONS",
+            help="Make a restricted key (rk_...) with these permissions, e.g. "
+            "customers:write,payment_intents:read (write implies read; other resources denied)",
+        ),
+    ] = None,
 ) -> None:
-    """Print one new secret API key, alone on stdout."""
-    from farthing.auth import Mode, create_key, default_tenant_id  # noqa: PLC0415
+    """Print one new secret (or restricted) API key, alone on stdout."""
+    from farthing.auth import (  # noqa: PLC0415
+        Mode,
+        PermissionsError,
+        create_key,
+        default_tenant_id,
+        parse_permissions,
+    )
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import open_initialised  # noqa: PLC0415
 
     if mode not in ("test", "live"):
         raise typer.BadParameter("mode must be test or live", param_hint="--mode")
+    permissions = None
+    if restricted is not None:
+        try:
+            permissions = parse_permissions(restricted)
+        except PermissionsError as error:
+            # Checked before touching the database: a typo never creates a key.
+            raise typer.BadParameter(str(error), param_hint="--restricted") from None
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         with engine.begin() as connection:
@@ -81,7 +102,9 @@ def keys_create(
             if tenant_id is None:
                 _err("no default account: run `farthing init` first")
                 raise typer.Exit(1)
-            secret = create_key(connection, tenant_id=tenant_id, mode=Mode(mode))
+            secret = create_key(
+                connection, tenant_id=tenant_id, mode=Mode(mode), permissions=permissions
+            )
     finally:
         engine.dispose()
     typer.echo(secret)

@@ -3,32 +3,43 @@
 A secret key is 32 random bytes (``sk_test_`` + 43 url-safe characters), shown once at creation.
 Only its SHA-256 hash is stored: with that much entropy a fast hash cannot be brute-forced, and a
 lookup by hash needs no constant-time comparison of secrets.
+
+A restricted key (``rk_test_...``) has the same entropy and storage, plus its permissions: a JSON
+object of resource -> ``read`` | ``write`` (write implies read). Anything not named is denied.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import sqlalchemy as sa
 
-from farthing._errors import NotFoundError
+from farthing._errors import FarthingError, NotFoundError
 from farthing.db.schema import api_keys, ledgers, tenants
 
 __all__ = [
+    "ACCESS_LEVELS",
     "NATIVE",
     "PAYMENTS",
+    "RESOURCES",
     "ApiKey",
     "Mode",
+    "PermissionsError",
     "authenticate",
+    "create_connected_tenant",
     "create_key",
     "create_tenant",
     "default_tenant_id",
     "ensure_default_tenant",
     "ledger_id_for",
+    "parse_permissions",
     "revoke_key",
 ]
 
@@ -38,6 +49,28 @@ PAYMENTS = "payments"
 SECRET_BYTES = 32
 SECRET_LENGTH_MAX = 128
 ID_BYTES = 12
+TENANT_NAME_LENGTH_MAX = 200
+# The resources a restricted key can be granted, named like their /v1 paths. A fixed set: a typo
+# in a grant must fail loudly instead of silently granting nothing.
+RESOURCES = frozenset(
+    {
+        "customers",
+        "payment_methods",
+        "payment_intents",
+        "charges",
+        "refunds",
+        "balance",
+        "balance_transactions",
+        "transfers",
+        "payouts",
+        "accounts",
+        "events",
+        "webhook_endpoints",
+    }
+)
+ACCESS_LEVELS = ("read", "write")  # In increasing order: write implies read.
+# `--restricted` text: one entry per resource at most, so its length is bounded by the set.
+PERMISSIONS_TEXT_LENGTH_MAX = 1000
 
 
 class Mode(enum.Enum):
@@ -53,6 +86,61 @@ class ApiKey:
     tenant_id: str
     mode: Mode
     ledger_id: int
+    # Shown in errors instead of the secret: ``sk_test_...abcd``.
+    redacted: str = ""
+    # None for a secret key (full access); for a restricted key, resource -> "read" | "write".
+    permissions: Mapping[str, str] | None = None
+
+    @property
+    def restricted(self) -> bool:
+        return self.permissions is not None
+
+    def permits(self, resource: str | None, access: str) -> bool:
+        """Whether the key may ``access`` ("read" or "write") the resource; deny by default."""
+        assert access in ACCESS_LEVELS
+        if self.permissions is None:
+            return True
+        if resource is None:
+            return False
+        granted = self.permissions.get(resource)
+        if granted is None:
+            return False
+        return ACCESS_LEVELS.index(granted) >= ACCESS_LEVELS.index(access)
+
+
+class PermissionsError(FarthingError):
+    """A restricted key's permissions name an unknown resource or access level."""
+
+
+def _checked_permissions(permissions: Mapping[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for resource, access in permissions.items():
+        if resource not in RESOURCES:
+            msg = f"unknown resource {resource!r}; known: {', '.join(sorted(RESOURCES))}"
+            raise PermissionsError(msg)
+        if access not in ACCESS_LEVELS:
+            msg = f"access to {resource} must be read or write, not {access!r}"
+            raise PermissionsError(msg)
+        checked[resource] = access
+    return checked
+
+
+def parse_permissions(text: str) -> dict[str, str]:
+    """``customers:write,payment_intents:read`` as a mapping; PermissionsError when malformed."""
+    if not 0 < len(text) <= PERMISSIONS_TEXT_LENGTH_MAX:
+        msg = f"permissions are 1 to {PERMISSIONS_TEXT_LENGTH_MAX} characters"
+        raise PermissionsError(msg)
+    permissions: dict[str, str] = {}
+    for entry in text.split(","):
+        resource, separator, access = entry.strip().partition(":")
+        if not separator:
+            msg = f"expected RESOURCE:read or RESOURCE:write, got {entry.strip()!r}"
+            raise PermissionsError(msg)
+        if resource in permissions:
+            msg = f"{resource} is named twice"
+            raise PermissionsError(msg)
+        permissions[resource] = access
+    return _checked_permissions(permissions)
 
 
 def _new_id(prefix: str) -> str:
@@ -65,7 +153,7 @@ def _hash(secret: str) -> str:
 
 def create_tenant(connection: sa.Connection, *, name: str, is_default: bool = False) -> str:
     """A new top-level account (merchant) with a test and a live ledger."""
-    assert 0 < len(name) <= 200
+    assert 0 < len(name) <= TENANT_NAME_LENGTH_MAX
     tenant_id = _new_id("acct_")
     connection.execute(
         tenants.insert().values(
@@ -77,6 +165,27 @@ def create_tenant(connection: sa.Connection, *, name: str, is_default: bool = Fa
             connection.execute(
                 ledgers.insert().values(tenant_id=tenant_id, mode=mode.value, purpose=purpose)
             )
+    return tenant_id
+
+
+def create_connected_tenant(
+    connection: sa.Connection, *, parent_id: str, mode: Mode, name: str | None = None
+) -> str:
+    """A connected account of the platform ``parent_id``, in one mode only, named ``name`` or
+    its id. It has no ledgers and no keys: its money lives in the platform's payments ledger and
+    the platform acts for it with ``Stripe-Account``."""
+    assert name is None or 0 < len(name) <= TENANT_NAME_LENGTH_MAX
+    tenant_id = _new_id("acct_")
+    connection.execute(
+        tenants.insert().values(
+            id=tenant_id,
+            name=name or tenant_id,
+            is_default=False,
+            created_at_ns=time.time_ns(),
+            parent_id=parent_id,
+            mode=mode.value,
+        )
+    )
     return tenant_id
 
 
@@ -117,10 +226,21 @@ def create_key(
     tenant_id: str,
     mode: Mode,
     expires_at_ns: int | None = None,
+    permissions: Mapping[str, str] | None = None,
 ) -> str:
-    """Create a secret key and return it; it cannot be recovered afterwards."""
-    ledger_id_for(connection, tenant_id, mode)  # The tenant must exist.
-    secret = f"sk_{mode.value}_" + secrets.token_urlsafe(SECRET_BYTES)
+    """Create a key and return it; it cannot be recovered afterwards. Without ``permissions`` a
+    secret key (``sk_``), with them a restricted key (``rk_``) limited to those resources."""
+    top_level = connection.execute(
+        sa.select(tenants.c.id).where(tenants.c.id == tenant_id, tenants.c.parent_id.is_(None))
+    ).scalar_one_or_none()
+    if top_level is None:
+        # Connected accounts have no keys: their platform acts for them.
+        msg = f"no such top-level account: {tenant_id}"
+        raise NotFoundError(msg)
+    ledger_id_for(connection, tenant_id, mode)  # Its ledgers must exist.
+    granted = None if permissions is None else _checked_permissions(permissions)
+    prefix = "sk" if granted is None else "rk"
+    secret = f"{prefix}_{mode.value}_" + secrets.token_urlsafe(SECRET_BYTES)
     connection.execute(
         api_keys.insert().values(
             id=_new_id("key_"),
@@ -130,6 +250,7 @@ def create_key(
             redacted=secret[:8] + "..." + secret[-4:],
             created_at_ns=time.time_ns(),
             expires_at_ns=expires_at_ns,
+            permissions=None if granted is None else json.dumps(granted, sort_keys=True),
         )
     )
     return secret
@@ -157,6 +278,8 @@ def authenticate(connection: sa.Connection, secret: str) -> ApiKey | None:
             api_keys.c.mode,
             api_keys.c.expires_at_ns,
             api_keys.c.revoked_at_ns,
+            api_keys.c.redacted,
+            api_keys.c.permissions,
             ledgers.c.id.label("ledger_id"),
         )
         .join(
@@ -173,4 +296,19 @@ def authenticate(connection: sa.Connection, secret: str) -> ApiKey | None:
         return None
     if row.expires_at_ns is not None and row.expires_at_ns <= time.time_ns():
         return None
-    return ApiKey(id=row.id, tenant_id=row.tenant_id, mode=Mode(row.mode), ledger_id=row.ledger_id)
+    permissions = None
+    if row.permissions is not None:
+        stored = json.loads(row.permissions)
+        # Entries this version does not know grant nothing (deny by default). Read-only, so that
+        # no request handler can widen a key's grant in memory.
+        permissions = MappingProxyType(
+            {r: a for r, a in stored.items() if r in RESOURCES and a in ACCESS_LEVELS}
+        )
+    return ApiKey(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        mode=Mode(row.mode),
+        ledger_id=row.ledger_id,
+        redacted=row.redacted,
+        permissions=permissions,
+    )

@@ -9,13 +9,14 @@ from fastapi import Depends, Request
 from farthing.auth import ApiKey, authenticate
 from farthing.http._errors import ApiError
 
-__all__ = ["Caller", "require_key"]
+__all__ = ["AnyCaller", "Caller", "require_any_key", "require_key"]
 
 _SCHEME = "bearer "
 
 
-def require_key(request: Request) -> ApiKey:
-    """The caller's key; 401 in the API's error format when missing or not valid."""
+def require_any_key(request: Request) -> ApiKey:
+    """The caller's key, secret or restricted; 401 in the API's error format when missing or not
+    valid. Only /v1 takes restricted keys, through its permission check (``caller_scope``)."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith(_SCHEME):
         raise ApiError(
@@ -38,4 +39,22 @@ def require_key(request: Request) -> ApiKey:
     return key
 
 
+def require_key(request: Request) -> ApiKey:
+    """A secret key with full access. Restricted keys are refused: their permissions name /v1
+    resources, and an API they name nothing of is denied to them (deny by default)."""
+    key = require_any_key(request)
+    if key.restricted:
+        raise ApiError(
+            403,
+            type_="invalid_request_error",
+            code="secret_key_required",
+            message=f"The provided key '{key.redacted}' is a restricted key; "
+            "this API needs a secret key (sk_...).",
+        )
+    return key
+
+
+# Full secret keys only: the native ledger API and anything not yet permission-checked.
 Caller = Annotated[ApiKey, Depends(require_key)]
+# Secret or restricted keys: only for dependencies that check permissions themselves.
+AnyCaller = Annotated[ApiKey, Depends(require_any_key)]

@@ -6,28 +6,40 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import Depends, Request
 from starlette import types as asgi
+from starlette.concurrency import run_in_threadpool
 
-from farthing.auth import ApiKey
-from farthing.http._auth import Caller
+from farthing.auth import RESOURCES, ApiKey
+from farthing.db.schema import stripe_accounts, tenants
+from farthing.http._auth import AnyCaller
 from farthing.http._errors import ApiError
 from farthing.stripe_api._form import FormValue, parse_form
 
 __all__ = [
     "PREFIX",
+    "STRIPE_ACCOUNT_LENGTH_MAX",
     "Params",
     "Partition",
     "RequestIdMiddleware",
     "Scope",
     "caller_scope",
     "read_params",
+    "resource_of",
     "unknown_param",
 ]
 
 PREFIX = "/v1"
 _FORM = "application/x-www-form-urlencoded"
 REQUEST_ID_BYTES = 12
+# Account ids are 29 characters; a header far longer is not an id and is not looked up.
+STRIPE_ACCOUNT_LENGTH_MAX = 255
+# Paths whose resource is not their first segment: the payment methods of a customer are
+# payment methods; the caller's own account is an account.
+_NESTED_RESOURCES = {("customers", "payment_methods"): "payment_methods"}
+_ALIASES = {"account": "accounts"}
+_READ_METHODS = frozenset({"GET", "HEAD"})
 
 Params = dict[str, FormValue]
 
@@ -53,9 +65,89 @@ class Partition:
         return self.mode == "live"
 
 
-async def caller_scope(request: Request, key: Caller) -> Partition:  # noqa: ARG001 - next: Stripe-Account
-    """The partition a /v1 request acts in (the one dependency every /v1 route takes)."""
-    return Partition.of(key)
+def resource_of(path_format: str) -> str | None:
+    """The resource a /v1 route acts on, for restricted keys' permissions; None when it is none
+    of the known resources (and so denied to every restricted key)."""
+    if not path_format.startswith(PREFIX + "/"):
+        return None
+    segments = path_format[len(PREFIX) + 1 :].split("/")
+    first = _ALIASES.get(segments[0], segments[0])
+    resource = first
+    if len(segments) >= 3:  # /v1/<resource>/{id}/<sub-resource>
+        resource = _NESTED_RESOURCES.get((first, segments[2]), first)
+    return resource if resource in RESOURCES else None
+
+
+def _denied(key: ApiKey, resource: str | None, access: str) -> ApiError:
+    # Stripe's wording and status (403, so the SDK raises PermissionError); only the stored
+    # redacted form of the key is ever shown.
+    needed = f" Having the '{resource}' {access} permission would allow this request to continue."
+    return ApiError(
+        403,
+        type_="invalid_request_error",
+        code="insufficient_permissions",
+        message=f"The provided key '{key.redacted}' does not have the required permissions for "
+        f"this endpoint on account '{key.tenant_id}'.{needed if resource else ''}",
+    )
+
+
+def _no_access(key: ApiKey, account_id: str) -> ApiError:
+    # One answer for a made-up id, another platform's account, the other mode's account and a
+    # deleted one: nothing tells them apart.
+    return ApiError(
+        403,
+        type_="invalid_request_error",
+        code="account_invalid",
+        message=f"The provided key '{key.redacted}' does not have access to account "
+        f"'{account_id}' (or that account does not exist).",
+    )
+
+
+def _acting_as(engine: sa.Engine, key: ApiKey, account_id: str) -> Partition:
+    """The partition of ``Stripe-Account: account_id``: the caller itself, or one of its live
+    connected accounts in the key's mode."""
+    if account_id == key.tenant_id:
+        return Partition.of(key)
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.select(tenants.c.id)
+            .join(stripe_accounts, stripe_accounts.c.id == tenants.c.id)
+            .where(
+                tenants.c.id == account_id,
+                tenants.c.parent_id == key.tenant_id,
+                tenants.c.mode == key.mode.value,
+                stripe_accounts.c.tenant_id == key.tenant_id,
+                stripe_accounts.c.mode == key.mode.value,
+                stripe_accounts.c.deleted.is_(False),
+            )
+        ).scalar_one_or_none()
+    if found is None:
+        raise _no_access(key, account_id)
+    return Partition(tenant_id=account_id, mode=key.mode.value, platform_id=key.tenant_id)
+
+
+async def caller_scope(request: Request, key: AnyCaller) -> Partition:
+    """The partition a /v1 request acts in (the one dependency every /v1 route takes): checks a
+    restricted key's permission for the route, then resolves ``Stripe-Account``."""
+    route = request.scope.get("route")
+    path_format = getattr(route, "path_format", None) or request.url.path
+    access = "read" if request.method in _READ_METHODS else "write"
+    resource = resource_of(path_format)
+    if not key.permits(resource, access):
+        raise _denied(key, resource, access)
+    account_id = request.headers.get("stripe-account")
+    if account_id is None:
+        return Partition.of(key)
+    if not 0 < len(account_id) <= STRIPE_ACCOUNT_LENGTH_MAX:
+        raise ApiError(
+            400,
+            type_="invalid_request_error",
+            code="account_invalid",
+            message=f"Stripe-Account takes an account id of at most {STRIPE_ACCOUNT_LENGTH_MAX} "
+            "characters.",
+        )
+    engine: sa.Engine = request.app.state.engine
+    return await run_in_threadpool(_acting_as, engine, key, account_id)
 
 
 Scope = Annotated[Partition, Depends(caller_scope)]

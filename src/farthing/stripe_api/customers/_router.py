@@ -9,10 +9,16 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from farthing.http._auth import Caller
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import parse_list_query
-from farthing.stripe_api._request import PREFIX, Params, Partition, read_params, unknown_param
+from farthing.stripe_api._request import (
+    PREFIX,
+    Params,
+    Partition,
+    Scope,
+    read_params,
+    unknown_param,
+)
 from farthing.stripe_api.customers import _service as service
 from farthing.stripe_api.customers._schemas import parse_fields
 
@@ -22,6 +28,7 @@ router = APIRouter(prefix=PREFIX, tags=["customers"])
 _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Invalid request or idempotency error"},
     401: {"description": "Missing or invalid API key"},
+    403: {"description": "Restricted key without permission, or Stripe-Account not accessible"},
     404: {"description": "No such customer in the caller's account and mode"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
@@ -46,12 +53,12 @@ def _only(params: Params, allowed: frozenset[str]) -> None:
             raise unknown_param(name)
 
 
-async def _post(request: Request, key: Caller, params: Params, effect: Any) -> JSONResponse:
+async def _post(request: Request, scope: Partition, params: Params, effect: Any) -> JSONResponse:
     """A write through the idempotency layer, off the event loop (the database is blocking)."""
     return await run_in_threadpool(
         run_idempotent,
         _engine(request),
-        Partition.of(key),
+        scope,
         request.headers.get("idempotency-key"),
         method="POST",
         path=request.url.path,
@@ -61,23 +68,21 @@ async def _post(request: Request, key: Caller, params: Params, effect: Any) -> J
 
 
 @router.post("/customers", responses=_ERRORS, openapi_extra=_FORM_BODY)
-async def create_customer(request: Request, key: Caller) -> JSONResponse:
+async def create_customer(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     fields = parse_fields(params)
-    scope = Partition.of(key)
     return await _post(
-        request, key, params, lambda connection: (200, service.create(connection, scope, fields))
+        request, scope, params, lambda connection: (200, service.create(connection, scope, fields))
     )
 
 
 @router.post("/customers/{customer_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
-async def update_customer(request: Request, key: Caller, customer_id: str) -> JSONResponse:
+async def update_customer(request: Request, scope: Scope, customer_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_fields(params)
-    scope = Partition.of(key)
     return await _post(
         request,
-        key,
+        scope,
         params,
         lambda connection: (200, service.update(connection, scope, customer_id, fields)),
     )
@@ -89,29 +94,28 @@ def _read(request: Request, function: Any, *args: Any) -> Any:
 
 
 @router.get("/customers", responses=_ERRORS)
-async def list_customers(request: Request, key: Caller) -> dict[str, Any]:
+async def list_customers(request: Request, scope: Scope) -> dict[str, Any]:
     params = await read_params(request)
     _only(params, _LIST_PARAMS - {"email"})
     query = parse_list_query(params)
     result: dict[str, Any] = await run_in_threadpool(
-        _read, request, service.list_customers, Partition.of(key), query
+        _read, request, service.list_customers, scope, query
     )
     return result
 
 
 @router.get("/customers/{customer_id}", responses=_ERRORS)
-async def retrieve_customer(request: Request, key: Caller, customer_id: str) -> dict[str, Any]:
+async def retrieve_customer(request: Request, scope: Scope, customer_id: str) -> dict[str, Any]:
     _only(await read_params(request), frozenset({"expand"}))
     result: dict[str, Any] = await run_in_threadpool(
-        _read, request, service.retrieve, Partition.of(key), customer_id
+        _read, request, service.retrieve, scope, customer_id
     )
     return result
 
 
 @router.delete("/customers/{customer_id}", responses=_ERRORS)
-async def delete_customer(request: Request, key: Caller, customer_id: str) -> JSONResponse:
+async def delete_customer(request: Request, scope: Scope, customer_id: str) -> JSONResponse:
     _only(await read_params(request), frozenset())
-    scope = Partition.of(key)
 
     def effect(connection: sa.Connection) -> tuple[int, dict[str, Any]]:
         return 200, service.delete(connection, scope, customer_id)

@@ -9,11 +9,17 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from farthing.http._auth import Caller
 from farthing.http._errors import ApiError
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
-from farthing.stripe_api._request import PREFIX, Params, Partition, read_params, unknown_param
+from farthing.stripe_api._request import (
+    PREFIX,
+    Params,
+    Partition,
+    Scope,
+    read_params,
+    unknown_param,
+)
 from farthing.stripe_api.payment_methods import _service as service
 from farthing.stripe_api.payment_methods._repository import Filters
 from farthing.stripe_api.payment_methods._schemas import parse_create, parse_update
@@ -26,6 +32,7 @@ router = APIRouter(prefix=PREFIX, tags=["payment_methods"])
 _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Invalid request or idempotency error"},
     401: {"description": "Missing or invalid API key"},
+    403: {"description": "Restricted key without permission, or Stripe-Account not accessible"},
     402: {"description": "Invalid card data (card_error)"},
     404: {"description": "No such payment method or customer in the caller's account and mode"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
@@ -68,12 +75,12 @@ def _only(params: Params, allowed: frozenset[str]) -> None:
 
 
 async def _post(
-    request: Request, key: Caller, params: Params, effect: Any, *, idempotent: bool = True
+    request: Request, scope: Partition, params: Params, effect: Any, *, idempotent: bool = True
 ) -> JSONResponse:
     return await run_in_threadpool(
         run_idempotent,
         _engine(request),
-        Partition.of(key),
+        scope,
         request.headers.get("idempotency-key") if idempotent else None,
         method=request.method,
         path=request.url.path,
@@ -98,40 +105,39 @@ def _redacted(params: Params, vault: Vault) -> Params:
 
 
 @router.post("/payment_methods", responses=_ERRORS, openapi_extra=_FORM_BODY)
-async def create_payment_method(request: Request, key: Caller) -> JSONResponse:
+async def create_payment_method(request: Request, scope: Scope) -> JSONResponse:
     vault = _vault(request)
     params = await read_params(request)
     card, fields = parse_create(params)
-    scope = Partition.of(key)
     return await _post(
         request,
-        key,
+        scope,
         _redacted(params, vault),
         lambda connection: (200, service.create(connection, scope, vault, card, fields)),
     )
 
 
 @router.get("/payment_methods", responses=_ERRORS)
-async def list_payment_methods(request: Request, key: Caller) -> dict[str, Any]:
+async def list_payment_methods(request: Request, scope: Scope) -> dict[str, Any]:
     params = await read_params(request)
     _only(params, _LIST_PARAMS | {"customer", "type"})
     customer = params.get("customer")
     if customer is not None and (not isinstance(customer, str) or len(customer) > ID_LENGTH_MAX):
         raise unknown_param("customer", "customer must be a customer id.")
-    return await _list(request, key, params, customer, service.LIST_URL)
+    return await _list(request, scope, params, customer, service.LIST_URL)
 
 
 @router.get("/customers/{customer_id}/payment_methods", responses=_ERRORS)
 async def list_customer_payment_methods(
-    request: Request, key: Caller, customer_id: str
+    request: Request, scope: Scope, customer_id: str
 ) -> dict[str, Any]:
     params = await read_params(request)
     _only(params, _LIST_PARAMS | {"type"})
-    return await _list(request, key, params, customer_id, request.url.path)
+    return await _list(request, scope, params, customer_id, request.url.path)
 
 
 async def _list(
-    request: Request, key: Caller, params: Params, customer_id: str | None, url: str
+    request: Request, scope: Partition, params: Params, customer_id: str | None, url: str
 ) -> dict[str, Any]:
     kind = params.get("type")
     if kind is not None and (not isinstance(kind, str) or len(kind) > TYPE_LENGTH_MAX):
@@ -141,20 +147,19 @@ async def _list(
 
     def read() -> dict[str, Any]:
         with _engine(request).connect() as connection:
-            return service.list_payment_methods(connection, Partition.of(key), query, filters, url)
+            return service.list_payment_methods(connection, scope, query, filters, url)
 
     return await run_in_threadpool(read)
 
 
 @router.get("/payment_methods/{method_id}", responses=_ERRORS)
-async def retrieve_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+async def retrieve_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     _only(await read_params(request), frozenset({"expand"}))
-    scope = Partition.of(key)
     # A preset materialises a new object, so a retrieve may write: it runs as a write.
     vault = _vault(request) if method_id in PRESETS else request.app.state.vault
     return await _post(
         request,
-        key,
+        scope,
         {},
         lambda connection: (200, service.retrieve(connection, scope, vault, method_id)),
         idempotent=False,
@@ -162,20 +167,19 @@ async def retrieve_payment_method(request: Request, key: Caller, method_id: str)
 
 
 @router.post("/payment_methods/{method_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
-async def update_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+async def update_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_update(params)
-    scope = Partition.of(key)
     return await _post(
         request,
-        key,
+        scope,
         params,
         lambda connection: (200, service.update(connection, scope, method_id, fields)),
     )
 
 
 @router.post("/payment_methods/{method_id}/attach", responses=_ERRORS, openapi_extra=_FORM_BODY)
-async def attach_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+async def attach_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     params = await read_params(request)
     _only(params, frozenset({"customer", "expand"}))
     customer = params.get("customer")
@@ -188,10 +192,9 @@ async def attach_payment_method(request: Request, key: Caller, method_id: str) -
             param="customer",
         )
     vault = _vault(request)
-    scope = Partition.of(key)
     return await _post(
         request,
-        key,
+        scope,
         params,
         lambda connection: (
             200,
@@ -201,9 +204,8 @@ async def attach_payment_method(request: Request, key: Caller, method_id: str) -
 
 
 @router.post("/payment_methods/{method_id}/detach", responses=_ERRORS, openapi_extra=_FORM_BODY)
-async def detach_payment_method(request: Request, key: Caller, method_id: str) -> JSONResponse:
+async def detach_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     _only(await read_params(request), frozenset({"expand"}))
-    scope = Partition.of(key)
     return await _post(
-        request, key, {}, lambda connection: (200, service.detach(connection, scope, method_id))
+        request, scope, {}, lambda connection: (200, service.detach(connection, scope, method_id))
     )
