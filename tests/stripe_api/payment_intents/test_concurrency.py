@@ -1,5 +1,6 @@
-"""Many clients paying, capturing and refunding at once against one server on PostgreSQL and
-SQLite: totals are conserved, no balance goes below zero, each effect happens exactly once."""
+"""Many clients paying, capturing, refunding and transferring at once against one server on
+PostgreSQL and SQLite: totals are conserved, no balance goes below zero, each effect happens
+exactly once."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import stripe
 
+from farthing.stripe_api._request import Partition
 from tests.http.conftest import Server
 from tests.stripe_api.conftest import Account, assert_consistent, scope_of
 from tests.stripe_api.payment_intents.test_payment_intents import _balance, _fee
@@ -17,11 +19,11 @@ CLIENTS = 8
 PAYMENTS_PER_CLIENT = 6
 
 
-def _client_run(account: Account, seed: int) -> int:
-    """Pay, sometimes capture manually, sometimes refund twice at once with the same key and
-    once with another; returns what this client expects to remain in the balance."""
+def _client_run(account: Account, seed: int, seller: str) -> tuple[int, int]:
+    """Pay, sometimes capture manually, sometimes refund (twice with one key), sometimes transfer
+    to a connected account; returns what this client added to the platform and to the seller."""
     rng = random.Random(seed)
-    kept = 0
+    kept = sent = 0
     for n in range(PAYMENTS_PER_CLIENT):
         amount = rng.randrange(500, 5_000)
         manual = rng.random() < 0.5
@@ -46,16 +48,39 @@ def _client_run(account: Account, seed: int) -> int:
             assert first.id == again.id
             fee -= fee * refund // amount
         kept += amount - refund - fee
-    return kept
+        if rng.random() < 0.5:
+            sent += _transfer(account, seller, rng.randrange(1, 2_000), f"tr-{seed}-{n}")
+    return kept - sent, sent
 
 
-def test_concurrent_payments_and_refunds(v1_server: Server, account: Account) -> None:
+def _transfer(account: Account, seller: str, amount: int, key: str) -> int:
+    """Move funds to the seller; another client may have spent them first (then nothing moves)."""
+    params: Any = {"amount": amount, "currency": "usd", "destination": seller}
+    try:
+        account.test.v1.transfers.create(params=params, options={"idempotency_key": key})
+    except stripe.InvalidRequestError as error:
+        if error.code != "balance_insufficient":
+            raise
+        return 0
+    return amount
+
+
+def test_concurrent_payments_refunds_and_transfers(v1_server: Server, account: Account) -> None:
+    seller = account.test.v1.accounts.create(params={"type": "custom", "country": "US"}).id
     with ThreadPoolExecutor(CLIENTS) as pool:
-        expected = sum(pool.map(lambda seed: _client_run(account, seed), range(CLIENTS)))
+        results = list(pool.map(lambda seed: _client_run(account, seed, seller), range(CLIENTS)))
+    expected = sum(platform for platform, _sent in results)
+    sent = sum(to_seller for _platform, to_seller in results)
+    transfers = list(account.test.v1.transfers.list(params={"limit": 100}).auto_paging_iter())
+    assert sent > 0  # Transfers ran concurrently with the payments, not only refusals.
+    assert sum(t.amount for t in transfers) == sent
     charges = list(account.test.v1.charges.list(params={"limit": 100}).auto_paging_iter())
     assert len(charges) == CLIENTS * PAYMENTS_PER_CLIENT
     assert _balance(account) == (expected, 0)
     refunds = list(account.test.v1.refunds.list(params={"limit": 100}).auto_paging_iter())
     assert sum(r.amount for r in refunds) == sum(c.amount_refunded for c in charges)
     assert all(c.amount_refunded <= c.amount_captured for c in charges)
-    assert_consistent(v1_server, scope_of(account))
+    seller_balance = account.test.v1.balance.retrieve(options={"stripe_account": seller})
+    assert [entry.amount for entry in seller_balance.available] == [sent]
+    seller_scope = Partition(tenant_id=seller, mode="test", platform_id=account.id)
+    assert_consistent(v1_server, scope_of(account), seller_scope)
