@@ -12,6 +12,8 @@
 | FARTHING_FEE_FIXED_MINOR | 30 | fixed part of the fee for other currencies, in minor units |
 | FARTHING_AVAILABLE_DELAY_S | 172800 | seconds until a charge's funds are available (0 allowed) |
 | FARTHING_AUTHORIZATION_TTL_S | 604800 | an uncaptured authorisation expires after this (7 days) |
+| FARTHING_RATE_LIMIT_PER_S | 1000 | requests per second per API key, on average (429 beyond) |
+| FARTHING_RATE_LIMIT_BURST | 2000 | requests per API key at once |
 | FARTHING_PAYOUT_DELAY_S | 0 | seconds a payout spends in each simulated bank-rail state |
 """
 
@@ -55,6 +57,9 @@ DEFAULT_FEE_BPS = 290
 DEFAULT_FEE_FIXED_MINOR = 30
 DEFAULT_AVAILABLE_DELAY_S = 2 * 24 * 3600
 DEFAULT_AUTHORIZATION_TTL_S = 7 * 24 * 3600
+DEFAULT_RATE_LIMIT_PER_S = 1_000
+DEFAULT_RATE_LIMIT_BURST = 2_000
+RATE_LIMIT_MAX = 10**6
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,17 @@ class Settings:
     # None when no vault key is configured: the server runs, card endpoints answer 503.
     vault_key: bytes | None = None
     payments: PaymentsSettings = field(default_factory=PaymentsSettings)
+    # Per API key: requests per second on average, and at once.
+    rate_limit_per_s: int = DEFAULT_RATE_LIMIT_PER_S
+    rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
+
+    def __post_init__(self) -> None:
+        if not (
+            0 < self.rate_limit_per_s <= RATE_LIMIT_MAX
+            and 0 < self.rate_limit_burst <= RATE_LIMIT_MAX
+        ):
+            msg = f"rate limits must be between 1 and {RATE_LIMIT_MAX}"
+            raise ConfigurationError(msg)
 
     @classmethod
     def from_env(cls, *, database_url: str | None = None) -> Settings:
@@ -161,6 +177,12 @@ class Settings:
             journal_key=load_journal_key(),
             vault_key=load_vault_key(),
             payments=PaymentsSettings.from_env(),
+            rate_limit_per_s=_integer(
+                os.environ, "FARTHING_RATE_LIMIT_PER_S", DEFAULT_RATE_LIMIT_PER_S
+            ),
+            rate_limit_burst=_integer(
+                os.environ, "FARTHING_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST
+            ),
         )
 
 

@@ -14,6 +14,7 @@ from farthing.config import Settings
 from farthing.db.engine import create_engine
 from farthing.http._errors import install_error_handlers
 from farthing.http._limits import BodySizeLimit
+from farthing.http._ratelimit import InMemoryRateLimiter
 from farthing.ledger_service import LedgerService
 from farthing.ledger_service._router import router as ledger_router
 from farthing.vault import Vault
@@ -66,6 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
         settings=settings.payments,
         vault=app.state.vault,
         test_processor=SimulatedProcessor(),
+    )
+    app.state.rate_limiter = InMemoryRateLimiter(
+        rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
     )
     install_error_handlers(app)
     app.include_router(ledger_router)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from farthing.auth import ApiKey, authenticate
 from farthing.http._errors import ApiError
+from farthing.http._ratelimit import RateLimiter, rate_limited
 
 __all__ = ["AnyCaller", "Caller", "require_any_key", "require_key"]
 
@@ -36,6 +37,10 @@ def require_any_key(request: Request) -> ApiKey:
             code="api_key_invalid",
             message="Invalid API key provided.",
         )
+    # Counted per key after authentication: unauthenticated floods cannot drain a key's bucket.
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.allow(key.id):
+        raise rate_limited()
     return key
 
 
