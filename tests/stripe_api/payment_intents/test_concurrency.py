@@ -5,6 +5,7 @@ exactly once."""
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,3 +85,36 @@ def test_concurrent_payments_refunds_and_transfers(v1_server: Server, account: A
     assert [entry.amount for entry in seller_balance.available] == [sent]
     seller_scope = Partition(tenant_id=seller, mode="test", platform_id=account.id)
     assert_consistent(v1_server, scope_of(account), seller_scope)
+
+
+STAMPEDE = 50
+
+
+def test_fifty_identical_payments_charge_once(v1_server: Server, account: Account) -> None:
+    """Fifty concurrent requests with one Idempotency-Key: one intent, one charge, one movement;
+    the others get the same intent replayed or 409 while the first is still executing."""
+    start = threading.Barrier(STAMPEDE)
+    options: stripe.RequestOptions = {"idempotency_key": "stampede-pay"}
+    params: Any = {
+        "amount": 4_200,
+        "currency": "usd",
+        "payment_method": "pm_card_visa",
+        "confirm": True,
+    }
+
+    def pay() -> str | None:
+        start.wait()
+        try:
+            return account.test.v1.payment_intents.create(params=params, options=options).id
+        except stripe.APIError as error:  # 409: the first request was still executing.
+            if error.http_status != 409:
+                raise
+            return None
+
+    with ThreadPoolExecutor(STAMPEDE) as pool:
+        results = list(pool.map(lambda _: pay(), range(STAMPEDE)))
+    ids = {result for result in results if result is not None}
+    assert len(ids) == 1
+    assert len(account.test.v1.charges.list().data) == 1
+    assert _balance(account) == (0, 4_200 - _fee(4_200))
+    assert_consistent(v1_server, scope_of(account))
