@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
@@ -18,6 +18,8 @@ from farthing.http._errors import ApiError
 from farthing.stripe_api._form import FormValue, parse_form
 
 __all__ = [
+    "FORM_BODY",
+    "LIST_PARAMS",
     "PREFIX",
     "STRIPE_ACCOUNT_LENGTH_MAX",
     "Params",
@@ -42,6 +44,15 @@ _ALIASES = {"account": "accounts"}
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 Params = dict[str, FormValue]
+# OpenAPI: POST bodies are optional forms (FastAPI cannot infer them from a raw Request).
+FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+    }
+}
+# Parameters every list takes (parse_list_query reads them).
+LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import parse_list_query
 from farthing.stripe_api._request import (
+    FORM_BODY,
     PREFIX,
     Params,
     Partition,
@@ -32,12 +33,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
 # The body is parsed by farthing.stripe_api (bracketed form keys), so FastAPI cannot infer it.
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
 _LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
 
 
@@ -71,7 +66,7 @@ def _read(request: Request, function: Any, *args: Any) -> Any:
         return function(connection, *args)
 
 
-@router.post("/accounts", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/accounts", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_account(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     fields = parse_create(params)
@@ -80,7 +75,7 @@ async def create_account(request: Request, scope: Scope) -> JSONResponse:
     )
 
 
-@router.post("/accounts/{account_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/accounts/{account_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_account(request: Request, scope: Scope, account_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_update(params)

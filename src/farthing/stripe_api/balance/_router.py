@@ -14,7 +14,7 @@ from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths, register
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
-from farthing.stripe_api._request import PREFIX, Partition, Scope, read_params
+from farthing.stripe_api._request import LIST_PARAMS, PREFIX, Partition, Scope, read_params
 from farthing.stripe_api.customers import _repository as customers
 from farthing.stripe_api.customers._schemas import customer_object
 from farthing.stripe_api.payment_intents import write
@@ -32,7 +32,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such balance transaction in the caller's account and mode"},
 }
-_LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 
 def _transaction(connection: sa.Connection, scope: Partition, txn_id: str) -> dict[str, Any] | None:
@@ -95,7 +94,7 @@ async def retrieve_balance_transaction(
 async def list_balance_transactions(request: Request, scope: Scope) -> dict[str, Any]:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     filters = {
         "type": reader.string("type", TYPE_LENGTH_MAX),
         "source_id": reader.string("source", ID_LENGTH_MAX),

@@ -13,7 +13,7 @@ from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths, register
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
-from farthing.stripe_api._request import PREFIX, Partition, Scope, read_params
+from farthing.stripe_api._request import LIST_PARAMS, PREFIX, Partition, Scope, read_params
 from farthing.stripe_api.charges._schemas import charge_object
 
 __all__ = ["load_charge", "router"]
@@ -25,7 +25,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such charge in the caller's account and mode"},
 }
-_LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 
 def load_charge(
@@ -64,7 +63,7 @@ async def retrieve_charge(request: Request, scope: Scope, charge_id: str) -> dic
 async def list_charges(request: Request, scope: Scope) -> dict[str, Any]:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     customer = reader.string("customer", ID_LENGTH_MAX)
     intent = reader.string("payment_intent", ID_LENGTH_MAX)
     paths = reader.expand()

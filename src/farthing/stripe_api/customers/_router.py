@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import parse_list_query
 from farthing.stripe_api._request import (
+    FORM_BODY,
     PREFIX,
     Params,
     Partition,
@@ -33,12 +34,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
 # The body is parsed by farthing.stripe_api (bracketed form keys), so FastAPI cannot infer it.
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
 _LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "email", "expand"})
 
 
@@ -67,7 +62,7 @@ async def _post(request: Request, scope: Partition, params: Params, effect: Any)
     )
 
 
-@router.post("/customers", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/customers", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_customer(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     fields = parse_fields(params)
@@ -76,7 +71,7 @@ async def create_customer(request: Request, scope: Scope) -> JSONResponse:
     )
 
 
-@router.post("/customers/{customer_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/customers/{customer_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_customer(request: Request, scope: Scope, customer_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_fields(params)

@@ -16,7 +16,15 @@ from farthing.stripe_api._expand import expand, list_paths, register
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
-from farthing.stripe_api._request import PREFIX, Params, Partition, Scope, read_params
+from farthing.stripe_api._request import (
+    FORM_BODY,
+    LIST_PARAMS,
+    PREFIX,
+    Params,
+    Partition,
+    Scope,
+    read_params,
+)
 from farthing.stripe_api.payment_intents import _service as service
 from farthing.stripe_api.payment_intents._schemas import (
     intent_object,
@@ -39,13 +47,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such payment intent (or customer, payment method) in scope"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
-_LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 Step = Callable[[service.Context], service.Outcome]
 
@@ -90,7 +91,7 @@ async def write(  # noqa: PLR0913 - keyword-only options
     )
 
 
-@router.post("/payment_intents", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_intents", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_payment_intent(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     fields = parse_create(params)
@@ -116,7 +117,7 @@ async def retrieve_payment_intent(request: Request, scope: Scope, intent_id: str
     )
 
 
-@router.post("/payment_intents/{intent_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_intents/{intent_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_payment_intent(request: Request, scope: Scope, intent_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_update(params)
@@ -129,7 +130,7 @@ async def update_payment_intent(request: Request, scope: Scope, intent_id: str) 
     )
 
 
-@router.post("/payment_intents/{intent_id}/confirm", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_intents/{intent_id}/confirm", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def confirm_payment_intent(request: Request, scope: Scope, intent_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_confirm(params)
@@ -142,7 +143,7 @@ async def confirm_payment_intent(request: Request, scope: Scope, intent_id: str)
     )
 
 
-@router.post("/payment_intents/{intent_id}/capture", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_intents/{intent_id}/capture", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def capture_payment_intent(request: Request, scope: Scope, intent_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_capture(params)
@@ -155,7 +156,7 @@ async def capture_payment_intent(request: Request, scope: Scope, intent_id: str)
     )
 
 
-@router.post("/payment_intents/{intent_id}/cancel", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_intents/{intent_id}/cancel", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def cancel_payment_intent(request: Request, scope: Scope, intent_id: str) -> JSONResponse:
     params = await read_params(request)
     reason, paths = parse_cancel(params)
@@ -168,7 +169,7 @@ async def cancel_payment_intent(request: Request, scope: Scope, intent_id: str) 
 async def list_payment_intents(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     customer = reader.string("customer", ID_LENGTH_MAX)
     paths = list_paths(reader.expand())
     reader.finish()

@@ -13,6 +13,7 @@ from farthing.http._errors import ApiError
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._request import (
+    FORM_BODY,
     PREFIX,
     Params,
     Partition,
@@ -37,12 +38,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such payment method or customer in the caller's account and mode"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
     503: {"description": "The card vault has no key configured"},
-}
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
 }
 _LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
 TYPE_LENGTH_MAX = 32
@@ -104,7 +99,7 @@ def _redacted(params: Params, vault: Vault) -> Params:
     return params | {"card": hidden}
 
 
-@router.post("/payment_methods", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_methods", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_payment_method(request: Request, scope: Scope) -> JSONResponse:
     vault = _vault(request)
     params = await read_params(request)
@@ -166,7 +161,7 @@ async def retrieve_payment_method(request: Request, scope: Scope, method_id: str
     )
 
 
-@router.post("/payment_methods/{method_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_methods/{method_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     params = await read_params(request)
     fields = parse_update(params)
@@ -178,7 +173,7 @@ async def update_payment_method(request: Request, scope: Scope, method_id: str) 
     )
 
 
-@router.post("/payment_methods/{method_id}/attach", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_methods/{method_id}/attach", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def attach_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     params = await read_params(request)
     _only(params, frozenset({"customer", "expand"}))
@@ -203,7 +198,7 @@ async def attach_payment_method(request: Request, scope: Scope, method_id: str) 
     )
 
 
-@router.post("/payment_methods/{method_id}/detach", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payment_methods/{method_id}/detach", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def detach_payment_method(request: Request, scope: Scope, method_id: str) -> JSONResponse:
     _only(await read_params(request), frozenset({"expand"}))
     return await _post(

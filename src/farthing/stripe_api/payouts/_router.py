@@ -17,7 +17,7 @@ from farthing.stripe_api._expand import expand, list_paths
 from farthing.stripe_api._form import FormValue
 from farthing.stripe_api._lists import ID_LENGTH_MAX, TIMESTAMP_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid
-from farthing.stripe_api._request import PREFIX, Params, Scope, read_params
+from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Params, Scope, read_params
 from farthing.stripe_api.payment_intents import write
 from farthing.stripe_api.payment_intents._service import Context, Outcome, context
 from farthing.stripe_api.payments import payments_of
@@ -40,13 +40,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     409: {"description": "A request with the same Idempotency-Key is still executing"},
     503: {"description": "The vault has no key (bank account fingerprints need it)"},
 }
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
-_LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 
 async def _read(request: Request, scope: Scope, step: Callable[[Context], Any]) -> Any:
@@ -64,7 +57,7 @@ async def _read(request: Request, scope: Scope, step: Callable[[Context], Any]) 
 # -- payouts -------------------------------------------------------------------------------
 
 
-@router.post("/payouts", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payouts", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_payout(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -103,7 +96,7 @@ async def retrieve_payout(request: Request, scope: Scope, payout_id: str) -> JSO
     return await write(request, scope, {}, step, paths=paths, idempotent=False)
 
 
-@router.post("/payouts/{payout_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payouts/{payout_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_payout(request: Request, scope: Scope, payout_id: str) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -115,7 +108,7 @@ async def update_payout(request: Request, scope: Scope, payout_id: str) -> JSONR
     )
 
 
-@router.post("/payouts/{payout_id}/cancel", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/payouts/{payout_id}/cancel", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def cancel_payout(request: Request, scope: Scope, payout_id: str) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -149,7 +142,7 @@ def _range(value: FormValue | None, name: str, column: sa.ColumnElement[int]) ->
 async def list_payouts(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     conditions = _range(reader.raw("arrival_date"), "arrival_date", payouts.c.arrival_date)
     status = reader.string("status", max(map(len, STATUSES)))
     if status is not None:
@@ -194,9 +187,7 @@ def _banks_url(account_id: str) -> str:
     return f"/v1/accounts/{account_id}/external_accounts"
 
 
-@router.post(
-    "/accounts/{account_id}/external_accounts", responses=_ERRORS, openapi_extra=_FORM_BODY
-)
+@router.post("/accounts/{account_id}/external_accounts", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_external_account(request: Request, scope: Scope, account_id: str) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -218,7 +209,7 @@ async def create_external_account(request: Request, scope: Scope, account_id: st
 async def list_external_accounts(request: Request, scope: Scope, account_id: str) -> dict[str, Any]:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     kind = reader.string("object", len("bank_account"))
     if kind not in {None, "bank_account", "card"}:
         raise invalid("object must be bank_account or card.", "object")
@@ -259,7 +250,7 @@ async def retrieve_external_account(
 @router.post(
     "/accounts/{account_id}/external_accounts/{bank_id}",
     responses=_ERRORS,
-    openapi_extra=_FORM_BODY,
+    openapi_extra=FORM_BODY,
 )
 async def update_external_account(
     request: Request, scope: Scope, account_id: str, bank_id: str

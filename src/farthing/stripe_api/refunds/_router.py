@@ -13,7 +13,7 @@ from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid
-from farthing.stripe_api._request import PREFIX, Scope, read_params
+from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Scope, read_params
 from farthing.stripe_api.payment_intents import write
 from farthing.stripe_api.refunds import _service as service
 
@@ -28,16 +28,9 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such refund, charge or payment intent in scope"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
-_LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 
-@router.post("/refunds", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/refunds", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_refund(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -73,7 +66,7 @@ async def retrieve_refund(request: Request, scope: Scope, refund_id: str) -> dic
     return await run_in_threadpool(read)
 
 
-@router.post("/refunds/{refund_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/refunds/{refund_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_refund(request: Request, scope: Scope, refund_id: str) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -89,7 +82,7 @@ async def update_refund(request: Request, scope: Scope, refund_id: str) -> JSONR
 async def list_refunds(request: Request, scope: Scope) -> dict[str, Any]:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     charge = reader.string("charge", ID_LENGTH_MAX)
     intent = reader.string("payment_intent", ID_LENGTH_MAX)
     paths = list_paths(reader.expand())

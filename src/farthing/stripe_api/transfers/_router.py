@@ -15,7 +15,7 @@ from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
-from farthing.stripe_api._request import PREFIX, Scope, read_params
+from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Scope, read_params
 from farthing.stripe_api.payment_intents import write
 from farthing.stripe_api.payment_intents._service import Context, context
 from farthing.stripe_api.payments import payments_of
@@ -33,13 +33,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such transfer or transfer reversal in scope"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
-_FORM_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
-_LIST_PARAMS = ("limit", "starting_after", "ending_before", "created")
 
 
 async def _read(request: Request, scope: Scope, step: Callable[[Context], Any]) -> Any:
@@ -54,7 +47,7 @@ async def _read(request: Request, scope: Scope, step: Callable[[Context], Any]) 
     return await run_in_threadpool(run)
 
 
-@router.post("/transfers", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/transfers", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_transfer(request: Request, scope: Scope) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -95,7 +88,7 @@ async def retrieve_transfer(request: Request, scope: Scope, transfer_id: str) ->
     return result
 
 
-@router.post("/transfers/{transfer_id}", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/transfers/{transfer_id}", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def update_transfer(request: Request, scope: Scope, transfer_id: str) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -116,7 +109,7 @@ async def update_transfer(request: Request, scope: Scope, transfer_id: str) -> J
 async def list_transfers(request: Request, scope: Scope) -> dict[str, Any]:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     destination = reader.string("destination", ID_LENGTH_MAX)
     group = reader.string("transfer_group", TRANSFER_GROUP_LENGTH_MAX)
     paths = list_paths(reader.expand())
@@ -149,7 +142,7 @@ async def list_transfers(request: Request, scope: Scope) -> dict[str, Any]:
 # -- reversals -----------------------------------------------------------------------------
 
 
-@router.post("/transfers/{transfer_id}/reversals", responses=_ERRORS, openapi_extra=_FORM_BODY)
+@router.post("/transfers/{transfer_id}/reversals", responses=_ERRORS, openapi_extra=FORM_BODY)
 async def create_reversal(request: Request, scope: Scope, transfer_id: str) -> JSONResponse:
     params = await read_params(request)
     reader = Reader(params)
@@ -172,7 +165,7 @@ async def create_reversal(request: Request, scope: Scope, transfer_id: str) -> J
 async def list_reversals(request: Request, scope: Scope, transfer_id: str) -> dict[str, Any]:
     params = await read_params(request)
     reader = Reader(params)
-    reader.ignore(*_LIST_PARAMS)
+    reader.ignore(*LIST_PARAMS)
     paths = list_paths(reader.expand())
     reader.finish()
     query = parse_list_query(params)
@@ -218,7 +211,7 @@ async def retrieve_reversal(
 @router.post(
     "/transfers/{transfer_id}/reversals/{reversal_id}",
     responses=_ERRORS,
-    openapi_extra=_FORM_BODY,
+    openapi_extra=FORM_BODY,
 )
 async def update_reversal(
     request: Request, scope: Scope, transfer_id: str, reversal_id: str
