@@ -26,6 +26,7 @@ __all__ = [
     "stripe_balance_transactions",
     "stripe_charges",
     "stripe_customers",
+    "stripe_events",
     "stripe_external_accounts",
     "stripe_idempotency_keys",
     "stripe_payment_intents",
@@ -453,4 +454,25 @@ stripe_payouts = _object_table(  # po_...
     sa.Column("balance_transaction_id", sa.String(40), nullable=False),
     sa.Column("failure_balance_transaction_id", sa.String(40), nullable=True),
     sa.Index(None, "status", "in_transit_at_ns"),
+)
+
+
+# Events (transactional outbox): written in the transaction of the change they describe, so an
+# event exists exactly when its change committed. `data` is the JSON of ``{"object": ...,
+# "previous_attributes": ...}`` as of the change. Delivery state comes with webhooks.
+stripe_events = sa.Table(
+    "stripe_events",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),  # evt_...
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("object_id", sa.String(40), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+    sa.Index(None, "tenant_id", "mode", "seq"),
+    sa.Index(None, "tenant_id", "mode", "type", "seq"),
+    sa.Index(None, "created"),
 )

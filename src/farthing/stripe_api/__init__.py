@@ -20,6 +20,7 @@ from farthing.stripe_api.accounts import router as accounts_router
 from farthing.stripe_api.balance import router as balance_router
 from farthing.stripe_api.charges import router as charges_router
 from farthing.stripe_api.customers import router as customers_router
+from farthing.stripe_api.events._router import router as events_router
 from farthing.stripe_api.payment_intents import challenge_router
 from farthing.stripe_api.payment_intents import router as payment_intents_router
 from farthing.stripe_api.payment_methods import router as payment_methods_router
@@ -51,5 +52,6 @@ router.include_router(charges_router)
 router.include_router(challenge_router)
 router.include_router(balance_router)
 router.include_router(refunds_router)
+router.include_router(events_router)
 router.include_router(transfers_router)
 router.include_router(payouts_router)

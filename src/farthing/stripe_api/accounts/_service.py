@@ -16,6 +16,7 @@ from farthing.stripe_api._params import merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.accounts import _repository as repository
 from farthing.stripe_api.accounts._schemas import AccountFields, account_object, not_a_platform
+from farthing.stripe_api.events import changed, emit
 
 __all__ = [
     "LIST_URL",
@@ -109,15 +110,20 @@ def update(
     connection: sa.Connection, scope: Partition, account_id: str, fields: AccountFields
 ) -> dict[str, Any]:
     _require_platform(scope)
-    row = _load(connection, scope, account_id)
+    before = _load(connection, scope, account_id)
     row = replace(
-        row,
-        email=fields.text.get("email", row.email),
-        business_type=fields.text.get("business_type", row.business_type),
-        metadata_=merge_metadata(row.metadata_, fields.metadata),
+        before,
+        email=fields.text.get("email", before.email),
+        business_type=fields.text.get("business_type", before.business_type),
+        metadata_=merge_metadata(before.metadata_, fields.metadata),
     )
     repository.update(connection, scope, row, deleted=False)
-    return account_object(row)
+    obj = account_object(row)
+    previous = changed(account_object(before), obj)
+    if previous:
+        # The platform hears of its connected accounts' changes.
+        emit(connection, scope, "account.updated", obj, previous=previous)
+    return obj
 
 
 def delete(connection: sa.Connection, scope: Partition, account_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from farthing.stripe_api._lists import ListQuery, paginate
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as repository
 from farthing.stripe_api.customers._schemas import CustomerFields, MetadataChange, customer_object
+from farthing.stripe_api.events import changed, emit
 
 __all__ = ["LIST_URL", "create", "delete", "list_customers", "retrieve", "update"]
 
@@ -54,7 +55,9 @@ def create(connection: sa.Connection, scope: Partition, fields: CustomerFields) 
         metadata_=_merged({}, fields.metadata),
     )
     repository.insert(connection, scope, row)
-    return customer_object(row, livemode=scope.livemode)
+    obj = customer_object(row, livemode=scope.livemode)
+    emit(connection, scope, "customer.created", obj)
+    return obj
 
 
 def _load(connection: sa.Connection, scope: Partition, customer_id: str) -> repository.CustomerRow:
@@ -71,23 +74,28 @@ def retrieve(connection: sa.Connection, scope: Partition, customer_id: str) -> d
 def update(
     connection: sa.Connection, scope: Partition, customer_id: str, fields: CustomerFields
 ) -> dict[str, Any]:
-    row = _load(connection, scope, customer_id)
+    before = _load(connection, scope, customer_id)
     row = replace(
-        row,
-        email=fields.text.get("email", row.email),
-        name=fields.text.get("name", row.name),
-        description=fields.text.get("description", row.description),
-        phone=fields.text.get("phone", row.phone),
-        metadata_=_merged(row.metadata_, fields.metadata),
+        before,
+        email=fields.text.get("email", before.email),
+        name=fields.text.get("name", before.name),
+        description=fields.text.get("description", before.description),
+        phone=fields.text.get("phone", before.phone),
+        metadata_=_merged(before.metadata_, fields.metadata),
     )
     repository.update(connection, scope, row, deleted=False)
-    return customer_object(row, livemode=scope.livemode)
+    obj = customer_object(row, livemode=scope.livemode)
+    previous = changed(customer_object(before, livemode=scope.livemode), obj)
+    if previous:
+        emit(connection, scope, "customer.updated", obj, previous=previous)
+    return obj
 
 
 def delete(connection: sa.Connection, scope: Partition, customer_id: str) -> dict[str, Any]:
     # Soft delete: the row keeps its place as a list cursor; every read skips it.
     row = _load(connection, scope, customer_id)
     repository.update(connection, scope, row, deleted=True)
+    emit(connection, scope, "customer.deleted", customer_object(row, livemode=scope.livemode))
     return {"id": customer_id, "object": "customer", "deleted": True}
 
 

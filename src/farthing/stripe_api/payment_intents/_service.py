@@ -32,6 +32,7 @@ from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.charges import charge_object
 from farthing.stripe_api.customers import _repository as customers
+from farthing.stripe_api.events import emit
 from farthing.stripe_api.payment_intents._schemas import (
     CaptureFields,
     ConfirmFields,
@@ -115,6 +116,20 @@ def render(ctx: Context, row: objects.ObjectRow) -> dict[str, Any]:
     return intent_object(row, livemode=ctx.scope.livemode)
 
 
+def _announce(
+    ctx: Context, intent_id: str, *intent_events: str, charge_event: str | None = None
+) -> dict[str, Any]:
+    """The intent as it is now, with the events of this change written in its transaction
+    (charge event first, as Stripe sends them); returns the rendered intent."""
+    row = load_intent(ctx, intent_id)
+    if charge_event is not None:
+        emit(ctx.connection, ctx.scope, charge_event, charge_view(ctx, row["latest_charge_id"]))
+    intent = render(ctx, row)
+    for event_type in intent_events:
+        emit(ctx.connection, ctx.scope, event_type, intent)
+    return intent
+
+
 def load_intent(ctx: Context, intent_id: str) -> objects.ObjectRow:
     """The intent, locked, with an expired authorisation already canceled."""
     row = objects.load(ctx.connection, intents, ctx.scope, intent_id, for_update=True)
@@ -140,7 +155,9 @@ def _expire_if_due(ctx: Context, row: objects.ObjectRow) -> objects.ObjectRow:
         "amount_capturable": 0,
     }
     objects.update(ctx.connection, intents, ctx.scope, row["id"], **changes)
-    return row | changes
+    expired = row | changes
+    emit(ctx.connection, ctx.scope, "payment_intent.canceled", render(ctx, expired))
+    return expired
 
 
 def expire_due(ctx: Context) -> None:
@@ -206,9 +223,10 @@ def create(ctx: Context, fields: IntentFields) -> Outcome:
         "transfer_group": fields.transfer_group,
     }
     objects.insert(ctx.connection, intents, ctx.scope, row)
+    created = _announce(ctx, row["id"], "payment_intent.created")
     if fields.confirm:
         return confirm(ctx, row["id"], ConfirmFields(return_url=fields.return_url))
-    return 200, render(ctx, load_intent(ctx, row["id"]))
+    return 200, created
 
 
 def update(ctx: Context, intent_id: str, fields: IntentFields) -> Outcome:
@@ -311,7 +329,7 @@ def _require_action(ctx: Context, row: objects.ObjectRow) -> Outcome:
         next_action=json.dumps(next_action),
         challenge_hash=hashlib.sha256(token.encode()).hexdigest(),
     )
-    return 200, render(ctx, load_intent(ctx, row["id"]))
+    return 200, _announce(ctx, row["id"], "payment_intent.requires_action")
 
 
 def challenge_matches(row: objects.ObjectRow, token: str) -> bool:
@@ -349,7 +367,7 @@ def complete_challenge(ctx: Context, intent_id: str, *, approved: bool) -> Outco
         payment_method_id=None,
         last_payment_error=json.dumps(error),
     )
-    return 200, render(ctx, load_intent(ctx, intent_id))
+    return 200, _announce(ctx, intent_id, "payment_intent.payment_failed")
 
 
 def _method_object(ctx: Context, method_id: str) -> dict[str, Any]:
@@ -429,7 +447,9 @@ def _decline(ctx: Context, row: objects.ObjectRow, authorization: Authorization)
         next_action=None,
     )
     # The decline is committed with the intent's new state, and answered as Stripe does: 402.
-    intent = render(ctx, load_intent(ctx, row["id"]))
+    intent = _announce(
+        ctx, row["id"], "payment_intent.payment_failed", charge_event="charge.failed"
+    )
     return 402, {"error": error | {"payment_intent": intent}}
 
 
@@ -475,7 +495,9 @@ def _approve(ctx: Context, row: objects.ObjectRow, authorization: Authorization)
         changes |= {"status": "succeeded", "amount_received": row["amount"]}
     objects.update(ctx.connection, intents, ctx.scope, row["id"], **changes)
     require_done(movement.post(ctx.connection), message="The payment could not be recorded.")
-    return 200, render(ctx, load_intent(ctx, row["id"]))
+    manual = row["capture_method"] == "manual"
+    event = "payment_intent.amount_capturable_updated" if manual else "payment_intent.succeeded"
+    return 200, _announce(ctx, row["id"], event, charge_event="charge.succeeded")
 
 
 # -- money ---------------------------------------------------------------------------------
@@ -658,7 +680,9 @@ def capture(ctx: Context, intent_id: str, fields: CaptureFields) -> Outcome:
         status="succeeded", amount_received=amount, amount_capturable=0,
     )  # fmt: skip
     require_done(movement.post(ctx.connection), message="The capture could not be recorded.")
-    return 200, render(ctx, load_intent(ctx, intent_id))
+    return 200, _announce(
+        ctx, intent_id, "payment_intent.succeeded", charge_event="charge.captured"
+    )
 
 
 def cancel(ctx: Context, intent_id: str, reason: str | None) -> Outcome:
@@ -686,7 +710,7 @@ def cancel(ctx: Context, intent_id: str, reason: str | None) -> Outcome:
         status="canceled", cancellation_reason=reason, canceled_at=ctx.now_s,
         amount_capturable=0, next_action=None, challenge_hash=None,
     )  # fmt: skip
-    return 200, render(ctx, load_intent(ctx, intent_id))
+    return 200, _announce(ctx, intent_id, "payment_intent.canceled")
 
 
 def charge_view(ctx: Context, charge_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from farthing.http._errors import ApiError
 from farthing.stripe_api._lists import ListQuery, paginate
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as customers
+from farthing.stripe_api.events import emit
 from farthing.stripe_api.payment_methods import _repository as repository
 from farthing.stripe_api.payment_methods._schemas import (
     CardInput,
@@ -205,16 +206,21 @@ def attach(
         )
     row = replace(row, customer_id=customer_id)
     repository.update(connection, scope, row)
-    return payment_method_object(row, livemode=scope.livemode)
+    obj = payment_method_object(row, livemode=scope.livemode)
+    emit(connection, scope, "payment_method.attached", obj)
+    return obj
 
 
 def detach(connection: sa.Connection, scope: Partition, method_id: str) -> dict[str, Any]:
     row = _load(connection, scope, None, method_id)
     if row.customer_id is None:
         raise _unexpected_state("The payment method you provided is not attached to a customer.")
+    previous = {"customer": row.customer_id}
     row = replace(row, customer_id=None)
     repository.update(connection, scope, row)
-    return payment_method_object(row, livemode=scope.livemode)
+    obj = payment_method_object(row, livemode=scope.livemode)
+    emit(connection, scope, "payment_method.detached", obj, previous=previous)
+    return obj
 
 
 def list_payment_methods(

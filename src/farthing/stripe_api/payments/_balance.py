@@ -25,6 +25,7 @@ from farthing.db.schema import stripe_balance_transactions as transactions
 from farthing.ledger import Account, TransferEvent
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._request import Partition
+from farthing.stripe_api.events import emit
 from farthing.stripe_api.payments._ledger import (
     Movement,
     PaymentsLedger,
@@ -140,6 +141,15 @@ def settle_due(
         objects.update(connection, transactions, scope, row["id"], status="available")
     for currency, (total, first_id) in totals.items():
         _settle(movement, scope, currency, total, f"{first_id}.settle")
+    if due:
+        movement.after_post.append(
+            lambda connection: emit(
+                connection,
+                scope,
+                "balance.available",
+                balance_object(connection, movement.ledger, scope),
+            )
+        )
     return [row["id"] for row in due]
 
 

@@ -19,7 +19,7 @@ with ``debits_must_not_exceed_credits``). Transfer ids derive from the API objec
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
@@ -151,6 +151,8 @@ class Movement:
     ledger_id: int
     accounts: dict[str, AccountEvent] = field(default_factory=dict)
     transfers: list[TransferEvent] = field(default_factory=list)
+    # Run after a successful post, in the same transaction (events that describe its result).
+    after_post: list[Callable[[sa.Connection], object]] = field(default_factory=list)
 
     def involve(self, tenant_id: str, currency: str) -> None:
         for event in _accounts_for(tenant_id, currency):
@@ -161,8 +163,13 @@ class Movement:
         assert len(self.transfers) <= MOVEMENT_EVENTS_MAX
 
     def post(self, connection: sa.Connection) -> list[CreateTransferResult]:
-        """Write the accounts and transfers in the caller's transaction; results per transfer."""
-        return self.ledger.post(connection, self)
+        """Write the accounts and transfers in the caller's transaction; results per transfer.
+        The ``after_post`` callbacks run only when every transfer happened."""
+        results = self.ledger.post(connection, self)
+        if all(result in _DONE for result in results):
+            for callback in self.after_post:
+                callback(connection)
+        return results
 
 
 class PaymentsLedger:

@@ -27,6 +27,7 @@ from farthing.http._errors import ApiError
 from farthing.ledger import TransferEvent, TransferFlags
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
+from farthing.stripe_api.events import emit
 from farthing.stripe_api.payment_intents._service import Context, Outcome
 from farthing.stripe_api.payments import (
     BalanceEntry,
@@ -128,6 +129,10 @@ def advance(ctx: Context, movement: Movement) -> None:
             objects.update(ctx.connection, payouts, ctx.scope, row["id"], status="in_transit")
         else:
             _arrive(ctx, movement, row)
+        after = load_payout(ctx, row["id"])
+        event = {"in_transit": "payout.updated", "paid": "payout.paid", "failed": "payout.failed"}
+        payout = payout_object(after, livemode=ctx.scope.livemode)
+        emit(ctx.connection, ctx.scope, event[after["status"]], payout)
 
 
 def _arrive(ctx: Context, movement: Movement, row: objects.ObjectRow) -> None:
@@ -264,7 +269,9 @@ def create(ctx: Context, fields: PayoutFields) -> Outcome:
     }  # fmt: skip
     objects.insert(ctx.connection, payouts, ctx.scope, row)
     _post(ctx, movement, "You have insufficient available funds in your balance for this payout.")
-    return 200, payout_object(row, livemode=ctx.scope.livemode)
+    payout = payout_object(row, livemode=ctx.scope.livemode)
+    emit(ctx.connection, ctx.scope, "payout.created", payout)
+    return 200, payout
 
 
 def update(ctx: Context, payout_id: str, metadata: MetadataChange | None) -> Outcome:
@@ -291,4 +298,6 @@ def cancel(ctx: Context, payout_id: str) -> Outcome:
     _return_funds(ctx, movement, row, "canceled", "payout_cancel")
     objects.update(ctx.connection, payouts, ctx.scope, payout_id, status="canceled")
     _post(ctx, movement, "The cancelation could not be recorded.")
-    return 200, payout_object(load_payout(ctx, payout_id), livemode=ctx.scope.livemode)
+    payout = payout_object(load_payout(ctx, payout_id), livemode=ctx.scope.livemode)
+    emit(ctx.connection, ctx.scope, "payout.canceled", payout)
+    return 200, payout

@@ -20,7 +20,8 @@ from farthing.http._errors import ApiError
 from farthing.ledger import TransferEvent
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
-from farthing.stripe_api.payment_intents._service import Context, Outcome
+from farthing.stripe_api.events import emit
+from farthing.stripe_api.payment_intents._service import Context, Outcome, charge_view
 from farthing.stripe_api.payments import (
     BalanceEntry,
     TransferCode,
@@ -125,7 +126,10 @@ def create(ctx: Context, fields: RefundFields) -> Outcome:
         amount_refunded=charge["amount_refunded"] + amount,
         fee_refunded=charge["fee_refunded"] + fee_back,
     )  # fmt: skip
-    return 200, refund_object(row, livemode=ctx.scope.livemode)
+    refund = refund_object(row, livemode=ctx.scope.livemode)
+    emit(ctx.connection, ctx.scope, "charge.refunded", charge_view(ctx, charge["id"]))
+    emit(ctx.connection, ctx.scope, "refund.created", refund)
+    return 200, refund
 
 
 def _record(
@@ -194,4 +198,7 @@ def update(ctx: Context, refund_id: str, metadata: MetadataChange | None) -> Out
     if metadata is not None:
         row["metadata"] = merge_metadata(row["metadata"], metadata)
         objects.update(ctx.connection, refunds, ctx.scope, refund_id, metadata=row["metadata"])
-    return 200, refund_object(row, livemode=ctx.scope.livemode)
+    refund = refund_object(row, livemode=ctx.scope.livemode)
+    if metadata is not None:
+        emit(ctx.connection, ctx.scope, "refund.updated", refund)
+    return 200, refund

@@ -30,6 +30,7 @@ from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._lists import list_envelope
 from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
 from farthing.stripe_api._request import Partition
+from farthing.stripe_api.events import emit
 from farthing.stripe_api.payment_intents._service import Context, Outcome
 from farthing.stripe_api.payments import (
     BalanceEntry,
@@ -201,7 +202,9 @@ def create(ctx: Context, fields: TransferFields) -> Outcome:
     }  # fmt: skip
     objects.insert(ctx.connection, transfers, ctx.scope, row)
     require_done(movement.post(ctx.connection), message=_INSUFFICIENT)
-    return 200, transfer_object(ctx.connection, ctx.scope, row)
+    transfer = transfer_object(ctx.connection, ctx.scope, row)
+    emit(ctx.connection, ctx.scope, "transfer.created", transfer)
+    return 200, transfer
 
 
 def _record(  # noqa: PLR0913 - one balance transaction, spelled out
@@ -316,6 +319,8 @@ def create_reversal(ctx: Context, transfer_id: str, fields: ReversalFields) -> O
         movement.post(ctx.connection),
         message="The connected account's balance is insufficient to reverse this transfer.",
     )
+    transfer = transfer_object(ctx.connection, ctx.scope, load_transfer(ctx, transfer_id))
+    emit(ctx.connection, ctx.scope, "transfer.reversed", transfer)
     return 200, reversal_object(reversal, livemode=ctx.scope.livemode)
 
 

@@ -1,0 +1,81 @@
+"""Events (``evt_``): one per state change of an API object, written in the change's own
+transaction (a transactional outbox), so an event exists exactly when its change committed.
+Kept and listed for ``EVENT_RETENTION_S`` (30 days), scoped by account and mode."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.db.schema import stripe_events as events
+from farthing.stripe_api import _objects as objects
+from farthing.stripe_api._request import Partition
+
+__all__ = [
+    "API_VERSION",
+    "EVENT_RETENTION_S",
+    "changed",
+    "emit",
+    "event_object",
+    "retained",
+]
+
+EVENT_RETENTION_S = 30 * 24 * 3600
+# The version whose object shapes Farthing follows (responses carry no other).
+API_VERSION = "2024-06-20"
+EVENT_TYPE_LENGTH_MAX = 64
+
+
+def emit(
+    connection: sa.Connection,
+    scope: Partition,
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    previous: dict[str, Any] | None = None,
+) -> str:
+    """Record that ``obj`` (as it is now) changed; ``previous``: the changed fields' old values."""
+    assert 0 < len(event_type) <= EVENT_TYPE_LENGTH_MAX
+    assert "." in event_type
+    data: dict[str, Any] = {"object": obj}
+    if previous:
+        data["previous_attributes"] = previous
+    event_id = objects.new_id("evt_")
+    connection.execute(
+        events.insert().values(
+            id=event_id,
+            tenant_id=scope.tenant_id,
+            mode=scope.mode,
+            created=int(time.time()),
+            type=event_type,
+            object_id=str(obj.get("id", "")),
+            data=json.dumps(data),
+        )
+    )
+    return event_id
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """``previous_attributes``: the old values of the top-level fields that differ."""
+    return {name: value for name, value in before.items() if after.get(name) != value}
+
+
+def retained(now_s: int) -> sa.ColumnElement[bool]:
+    return events.c.created >= now_s - EVENT_RETENTION_S
+
+
+def event_object(row: sa.RowMapping | dict[str, Any], *, livemode: bool) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": row["created"],
+        "data": json.loads(row["data"]),
+        "livemode": livemode,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+        "type": row["type"],
+    }
