@@ -14,6 +14,7 @@
 | FARTHING_AUTHORIZATION_TTL_S | 604800 | an uncaptured authorisation expires after this (7 days) |
 | FARTHING_RATE_LIMIT_PER_S | 1000 | requests per second per API key, on average (429 beyond) |
 | FARTHING_RATE_LIMIT_BURST | 2000 | requests per API key at once |
+| FARTHING_WEBHOOK_ALLOW_LOOPBACK | (unset) | `1`: test-mode webhooks may go to loopback URLs |
 | FARTHING_PAYOUT_DELAY_S | 0 | seconds a payout spends in each simulated bank-rail state |
 """
 
@@ -160,6 +161,8 @@ class Settings:
     # Per API key: requests per second on average, and at once.
     rate_limit_per_s: int = DEFAULT_RATE_LIMIT_PER_S
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
+    # Test mode only: webhooks may go to loopback receivers (the test suite's).
+    webhook_allow_loopback: bool = False
 
     def __post_init__(self) -> None:
         if not (
@@ -183,6 +186,7 @@ class Settings:
             rate_limit_burst=_integer(
                 os.environ, "FARTHING_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST
             ),
+            webhook_allow_loopback=os.environ.get("FARTHING_WEBHOOK_ALLOW_LOOPBACK") == "1",
         )
 
 

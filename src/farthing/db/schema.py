@@ -35,6 +35,8 @@ __all__ = [
     "stripe_refunds",
     "stripe_transfer_reversals",
     "stripe_transfers",
+    "stripe_webhook_deliveries",
+    "stripe_webhook_endpoints",
     "tenants",
 ]
 
@@ -475,4 +477,40 @@ stripe_events = sa.Table(
     sa.Index(None, "tenant_id", "mode", "seq"),
     sa.Index(None, "tenant_id", "mode", "type", "seq"),
     sa.Index(None, "created"),
+)
+
+
+# Webhook endpoints. The signing secret is needed to sign, so it is sealed in the vault (never
+# stored in the clear, never hashed); it is shown once, at creation or roll.
+stripe_webhook_endpoints = _object_table(  # we_...
+    "stripe_webhook_endpoints",
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Column("enabled_events", sa.Text, nullable=False),  # JSON list; ["*"] for every event
+    sa.Column("status", sa.String(16), nullable=False),  # enabled | disabled
+    sa.Column("secret_key_id", sa.String(16), nullable=False),
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=False),
+    # After a roll, the previous secret signs too until this moment (an overlap period).
+    sa.Column("previous_secret_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("previous_secret_expires_ns", sa.BigInteger, nullable=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# One delivery per (event, endpoint), created with the event in its transaction (the outbox).
+stripe_webhook_deliveries = sa.Table(
+    "stripe_webhook_deliveries",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | succeeded | abandoned
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_ns", sa.BigInteger, nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+    sa.UniqueConstraint("event_id", "endpoint_id"),
+    sa.Index(None, "status", "next_attempt_ns"),
+    sa.Index(None, "endpoint_id", "seq"),
 )

@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rate_limiter = InMemoryRateLimiter(
         rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
     )
+    app.state.webhook_allow_loopback = settings.webhook_allow_loopback
     install_error_handlers(app)
     app.include_router(ledger_router)
     app.include_router(stripe_router)

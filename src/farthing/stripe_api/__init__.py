@@ -27,6 +27,7 @@ from farthing.stripe_api.payment_methods import router as payment_methods_router
 from farthing.stripe_api.payouts import router as payouts_router
 from farthing.stripe_api.refunds import router as refunds_router
 from farthing.stripe_api.transfers import router as transfers_router
+from farthing.stripe_api.webhooks._router import router as webhooks_router
 
 __all__ = [
     "FORM_DEPTH_MAX",
@@ -53,5 +54,6 @@ router.include_router(challenge_router)
 router.include_router(balance_router)
 router.include_router(refunds_router)
 router.include_router(events_router)
+router.include_router(webhooks_router)
 router.include_router(transfers_router)
 router.include_router(payouts_router)

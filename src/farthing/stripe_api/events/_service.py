@@ -55,6 +55,10 @@ def emit(
             data=json.dumps(data),
         )
     )
+    # Imported here: webhooks builds on events' tables, not the other way round.
+    from farthing.stripe_api.webhooks import fan_out  # noqa: PLC0415
+
+    fan_out(connection, scope, event_id, event_type)
     return event_id
 
 

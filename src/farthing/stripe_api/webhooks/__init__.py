@@ -1,0 +1,9 @@
+"""Webhook endpoints (``/v1/webhook_endpoints``), Stripe's signature scheme and the URL guard."""
+
+from __future__ import annotations
+
+from farthing.stripe_api.webhooks._service import fan_out
+from farthing.stripe_api.webhooks._signing import signature_header
+from farthing.stripe_api.webhooks._urls import check_url
+
+__all__ = ["check_url", "fan_out", "signature_header"]

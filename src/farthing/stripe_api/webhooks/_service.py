@@ -1,0 +1,191 @@
+"""Webhook endpoints: create (the signing secret shown once), retrieve, update, delete, list;
+and the fan-out that queues one delivery per matching endpoint with each event."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from farthing.db.schema import stripe_webhook_deliveries as deliveries
+from farthing.db.schema import stripe_webhook_endpoints as endpoints
+from farthing.stripe_api import _objects as objects
+from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
+from farthing.stripe_api._request import Partition
+from farthing.stripe_api.webhooks._urls import check_url
+from farthing.vault import Vault, associated_data
+
+__all__ = [
+    "ENDPOINTS_PER_ACCOUNT_MAX",
+    "EndpointFields",
+    "create",
+    "delete",
+    "endpoint_object",
+    "fan_out",
+    "load_endpoint",
+    "update",
+]
+
+ENDPOINTS_PER_ACCOUNT_MAX = 16
+ENABLED_EVENTS_MAX = 100
+EVENT_TYPE_LENGTH_MAX = 64
+SECRET_BYTES = 24
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointFields:
+    url: str | None = None
+    enabled_events: tuple[str, ...] | None = None
+    description: str | None = None
+    disabled: bool | None = None
+    metadata: MetadataChange | None = None
+
+
+def check_events(value: Any) -> tuple[str, ...]:
+    items = list(value.values()) if isinstance(value, dict) else value
+    if not isinstance(items, list) or not 0 < len(items) <= ENABLED_EVENTS_MAX:
+        raise invalid(
+            f"enabled_events takes 1 to {ENABLED_EVENTS_MAX} event types.", "enabled_events"
+        )
+    for item in items:
+        if not isinstance(item, str) or not 0 < len(item) <= EVENT_TYPE_LENGTH_MAX:
+            raise invalid("enabled_events takes event type names or '*'.", "enabled_events")
+        if item != "*" and "." not in item:
+            raise invalid(f"Invalid event type: {item}.", "enabled_events")
+    return tuple(dict.fromkeys(items))
+
+
+def endpoint_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "webhook_endpoint",
+        "api_version": None,
+        "application": None,
+        "created": row["created"],
+        "description": row["description"],
+        "enabled_events": json.loads(row["enabled_events"]),
+        "livemode": livemode,
+        "metadata": row["metadata"],
+        "status": row["status"],
+        "url": row["url"],
+    }
+
+
+def _aad(scope: Partition, endpoint_id: str) -> bytes:
+    return associated_data(scope.tenant_id, scope.mode, endpoint_id) + b"\x1fwebhook"
+
+
+def create(
+    connection: sa.Connection,
+    scope: Partition,
+    vault: Vault,
+    fields: EndpointFields,
+    *,
+    allow_loopback: bool,
+) -> dict[str, Any]:
+    assert fields.url is not None
+    assert fields.enabled_events is not None
+    check_url(
+        fields.url, livemode=scope.livemode, allow_loopback=allow_loopback, must_resolve=False
+    )
+    count = connection.execute(
+        sa.select(sa.func.count()).where(
+            endpoints.c.tenant_id == scope.tenant_id,
+            endpoints.c.mode == scope.mode,
+            endpoints.c.deleted.is_(False),
+        )
+    ).scalar_one()
+    if count >= ENDPOINTS_PER_ACCOUNT_MAX:
+        raise invalid(
+            f"An account has at most {ENDPOINTS_PER_ACCOUNT_MAX} webhook endpoints.", "url"
+        )
+    endpoint_id = objects.new_id("we_")
+    secret = "whsec_" + secrets.token_urlsafe(SECRET_BYTES)
+    row: objects.ObjectRow = {
+        "id": endpoint_id, "created": int(time.time()),
+        "metadata": merge_metadata({}, fields.metadata), "url": fields.url,
+        "description": fields.description,
+        "enabled_events": json.dumps(list(fields.enabled_events)),
+        "status": "disabled" if fields.disabled else "enabled",
+        "secret_key_id": vault.key_id,
+        "secret_sealed": vault.seal(secret.encode(), _aad(scope, endpoint_id)),
+    }  # fmt: skip
+    objects.insert(connection, endpoints, scope, row)
+    # The only time the secret leaves the vault through the API.
+    return endpoint_object(row, livemode=scope.livemode) | {"secret": secret}
+
+
+def load_endpoint(
+    connection: sa.Connection, scope: Partition, endpoint_id: str
+) -> objects.ObjectRow:
+    row = objects.load(connection, endpoints, scope, endpoint_id, for_update=True)
+    if row is None or row["deleted"]:
+        raise objects.missing("webhook_endpoint", endpoint_id)
+    return row
+
+
+def update(
+    connection: sa.Connection,
+    scope: Partition,
+    endpoint_id: str,
+    fields: EndpointFields,
+    *,
+    allow_loopback: bool,
+) -> dict[str, Any]:
+    row = load_endpoint(connection, scope, endpoint_id)
+    changes: dict[str, Any] = {}
+    if fields.url is not None:
+        check_url(
+            fields.url, livemode=scope.livemode, allow_loopback=allow_loopback, must_resolve=False
+        )
+        changes["url"] = fields.url
+    if fields.enabled_events is not None:
+        changes["enabled_events"] = json.dumps(list(fields.enabled_events))
+    if fields.description is not None:
+        changes["description"] = fields.description
+    if fields.disabled is not None:
+        changes["status"] = "disabled" if fields.disabled else "enabled"
+    if fields.metadata is not None:
+        changes["metadata"] = merge_metadata(row["metadata"], fields.metadata)
+    if changes:
+        objects.update(connection, endpoints, scope, endpoint_id, **changes)
+    return endpoint_object(row | changes, livemode=scope.livemode)
+
+
+def delete(connection: sa.Connection, scope: Partition, endpoint_id: str) -> dict[str, Any]:
+    load_endpoint(connection, scope, endpoint_id)
+    objects.update(connection, endpoints, scope, endpoint_id, deleted=True, status="disabled")
+    return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+
+
+def fan_out(connection: sa.Connection, scope: Partition, event_id: str, event_type: str) -> int:
+    """Queue the event for every enabled endpoint that wants it, in the event's transaction."""
+    rows = connection.execute(
+        sa.select(endpoints.c.id, endpoints.c.enabled_events).where(
+            endpoints.c.tenant_id == scope.tenant_id,
+            endpoints.c.mode == scope.mode,
+            endpoints.c.status == "enabled",
+            endpoints.c.deleted.is_(False),
+        )
+    ).all()
+    now_ns = time.time_ns()
+    wanted = [
+        {
+            "tenant_id": scope.tenant_id, "mode": scope.mode, "event_id": event_id,
+            "endpoint_id": endpoint_id, "status": "pending", "attempts": 0,
+            "next_attempt_ns": now_ns, "created_ns": now_ns,
+        }
+        for endpoint_id, enabled in rows
+        if _wants(json.loads(enabled), event_type)
+    ]  # fmt: skip
+    if wanted:
+        connection.execute(deliveries.insert(), wanted)
+    return len(wanted)
+
+
+def _wants(enabled: list[str], event_type: str) -> bool:
+    return "*" in enabled or event_type in enabled
