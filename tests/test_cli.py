@@ -491,3 +491,14 @@ def test_bench_ledger_json(sqlite_url: str) -> None:
     # The benchmark wrote through the real ledger: its work verifies.
     verified = farthing("verify", "--database-url", sqlite_url)
     assert "100 accounts, 19920 transfers" in verified.stderr
+
+
+def test_worker_needs_the_vault_key_and_runs_once(initialised_url: str, tmp_path: Path) -> None:
+    no_vault = cli_env(FARTHING_VAULT_KEY_FILE=str(tmp_path / "absent.key"))
+    refused = farthing(
+        "worker", "--database-url", initialised_url, "--once", env=no_vault, expect=2
+    )
+    assert "vault" in refused.stderr
+    with_vault = cli_env(FARTHING_VAULT_KEY="5c" * 32)
+    done = farthing("worker", "--database-url", initialised_url, "--once", env=with_vault)
+    assert done.stdout == ""

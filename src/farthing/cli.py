@@ -4,11 +4,16 @@ stdout; everything else goes to stderr."""
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import typer
 
 from farthing._errors import FarthingError
+
+# The idle worker polls within these bounds (a tighter loop would only burn the database).
+POLL_S_MIN = 0.05
+POLL_S_MAX = 60.0
 
 __all__ = ["app", "main"]
 
@@ -148,6 +153,36 @@ def serve(
     open_initialised(settings.database_url).dispose()  # Refuse to serve an empty database.
     application = create_app(settings)
     uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    once: Annotated[bool, typer.Option(help="Send what is due now, then exit")] = False,
+    poll_s: Annotated[float, typer.Option(help="Seconds between polls when idle")] = 1.0,
+) -> None:
+    """Deliver webhooks: send due deliveries, signed, with retries; run as many as you like."""
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+    from farthing.stripe_api.webhooks import deliver_due  # noqa: PLC0415
+    from farthing.vault import Vault  # noqa: PLC0415
+
+    settings = Settings.from_env(database_url=database_url)
+    if settings.vault_key is None:
+        typer.echo("no vault key: webhook secrets are sealed in the vault", err=True)
+        raise typer.Exit(2)
+    engine = open_initialised(settings.database_url)
+    vault = Vault(settings.vault_key)
+    loopback = settings.webhook_allow_loopback
+    try:
+        while True:
+            sent = deliver_due(engine, vault, allow_loopback=loopback)
+            if once:
+                return
+            if sent == 0:
+                time.sleep(min(max(poll_s, POLL_S_MIN), POLL_S_MAX))
+    finally:
+        engine.dispose()
 
 
 @app.command()

@@ -35,6 +35,7 @@ __all__ = [
     "stripe_refunds",
     "stripe_transfer_reversals",
     "stripe_transfers",
+    "stripe_webhook_attempts",
     "stripe_webhook_deliveries",
     "stripe_webhook_endpoints",
     "tenants",
@@ -513,4 +514,23 @@ stripe_webhook_deliveries = sa.Table(
     sa.UniqueConstraint("event_id", "endpoint_id"),
     sa.Index(None, "status", "next_attempt_ns"),
     sa.Index(None, "endpoint_id", "seq"),
+)
+
+# Every delivery attempt, for the API, the CLI and the merchant's debugging.
+stripe_webhook_attempts = sa.Table(
+    "stripe_webhook_attempts",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("delivery_seq", sa.BigInteger, nullable=False),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("attempted_at_ns", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("response_body", sa.String(1000), nullable=True),  # truncated
+    sa.Column("error", sa.String(200), nullable=True),
+    sa.Index(None, "delivery_seq", "seq"),
+    sa.Index(None, "tenant_id", "mode", "endpoint_id", "seq"),
 )

@@ -27,6 +27,7 @@ __all__ = [
     "endpoint_object",
     "fan_out",
     "load_endpoint",
+    "secret_aad",
     "update",
 ]
 
@@ -75,7 +76,7 @@ def endpoint_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]
     }
 
 
-def _aad(scope: Partition, endpoint_id: str) -> bytes:
+def secret_aad(scope: Partition, endpoint_id: str) -> bytes:
     return associated_data(scope.tenant_id, scope.mode, endpoint_id) + b"\x1fwebhook"
 
 
@@ -112,7 +113,7 @@ def create(
         "enabled_events": json.dumps(list(fields.enabled_events)),
         "status": "disabled" if fields.disabled else "enabled",
         "secret_key_id": vault.key_id,
-        "secret_sealed": vault.seal(secret.encode(), _aad(scope, endpoint_id)),
+        "secret_sealed": vault.seal(secret.encode(), secret_aad(scope, endpoint_id)),
     }  # fmt: skip
     objects.insert(connection, endpoints, scope, row)
     # The only time the secret leaves the vault through the API.

@@ -1,0 +1,190 @@
+"""The delivery worker against a real HTTP receiver on loopback: signed deliveries that
+stripe.Webhook.construct_event accepts, retries with backoff through an outage, abandonment after
+three days, the URL guard at delivery time, and two workers never sending one delivery twice."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import sqlalchemy as sa
+import stripe
+
+from farthing.db.schema import stripe_webhook_attempts, stripe_webhook_deliveries
+from farthing.stripe_api.webhooks import deliver_due
+from farthing.stripe_api.webhooks._delivery import RETRY_WINDOW_NS
+from farthing.vault import Vault
+from tests.http import conftest as http_conftest
+from tests.http.conftest import Server, serving
+from tests.stripe_api.conftest import VAULT_KEY, Account, new_account, server_env_with
+
+VAULT = Vault(VAULT_KEY)
+HOUR_NS = 3600 * 10**9
+
+
+class Receiver:
+    """A webhook receiver: records every request, answers ``status``."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.received: list[tuple[bytes, str]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.received.append((body, self.headers["Stripe-Signature"]))
+                    status = receiver.status
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"down")
+
+            def log_message(self, *args: Any) -> None:
+                del args
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hook_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    env = server_env_with(FARTHING_VAULT_KEY=VAULT_KEY.hex(), FARTHING_WEBHOOK_ALLOW_LOOPBACK="1")
+    directory: Path = tmp_path_factory.mktemp(f"hooks-{request.param}")
+    with contextlib.ExitStack() as stack:
+        with mock.patch.object(http_conftest, "server_env", return_value=env):
+            server = stack.enter_context(serving(request.param, directory))
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    thread = threading.Thread(target=started.server.serve_forever, daemon=True)
+    thread.start()
+    yield started
+    started.server.shutdown()
+    started.server.server_close()
+
+
+def _endpoint(account: Account, receiver: Receiver) -> str:
+    created = account.test.v1.webhook_endpoints.create(
+        params={"url": receiver.url, "enabled_events": ["*"]}
+    )
+    assert created.secret is not None
+    return created.secret
+
+
+def _deliver(server: Server, now_ns: int | None = None, *, loopback: bool = True) -> int:
+    return deliver_due(server.engine, VAULT, allow_loopback=loopback, now_ns=now_ns)
+
+
+def _statuses(server: Server, account: Account) -> list[str]:
+    with server.engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(stripe_webhook_deliveries.c.status).where(
+                    stripe_webhook_deliveries.c.tenant_id == account.id
+                )
+            ).scalars()
+        )
+
+
+def test_deliveries_are_signed_like_stripe(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    secret = _endpoint(account, receiver)
+    customer = account.test.v1.customers.create(params={"email": "ada@example.com"})
+    assert _deliver(hook_server) == 1
+    ((body, signature),) = receiver.received
+    event = stripe.Webhook.construct_event(body, signature, secret)
+    assert event.type == "customer.created"
+    assert event.data.object["id"] == customer.id
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(body + b"x", signature, secret)
+    assert _statuses(hook_server, account) == ["succeeded"]
+    with hook_server.engine.connect() as connection:
+        (attempt,) = connection.execute(
+            sa.select(stripe_webhook_attempts).where(
+                stripe_webhook_attempts.c.tenant_id == account.id
+            )
+        ).all()
+    assert attempt.status_code == 200
+    assert attempt.response_body == "ok"
+    assert _deliver(hook_server) == 0  # Nothing twice.
+
+
+def test_an_outage_delays_but_loses_nothing(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    secret = _endpoint(account, receiver)
+    receiver.status = 503
+    ids = [account.test.v1.customers.create(params={"name": f"c{n}"}).id for n in range(5)]
+    assert _deliver(hook_server) == 5
+    assert _statuses(hook_server, account) == ["pending"] * 5
+    assert _deliver(hook_server) == 0  # Backing off: nothing is due right away.
+    receiver.status = 200
+    receiver.received.clear()
+    assert _deliver(hook_server, time.time_ns() + HOUR_NS) == 5
+    delivered = {
+        stripe.Webhook.construct_event(body, signature, secret).data.object["id"]
+        for body, signature in receiver.received
+    }
+    assert delivered == set(ids)
+    assert _statuses(hook_server, account) == ["succeeded"] * 5
+
+
+def test_after_three_days_a_delivery_is_abandoned(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    _endpoint(account, receiver)
+    receiver.status = 500
+    account.test.v1.customers.create(params={"name": "late"})
+    assert _deliver(hook_server, time.time_ns() + RETRY_WINDOW_NS + HOUR_NS) == 1
+    assert _statuses(hook_server, account) == ["abandoned"]
+    (endpoint,) = account.test.v1.webhook_endpoints.list().data
+    assert endpoint.status == "disabled"
+
+
+def test_the_url_guard_holds_at_delivery(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    _endpoint(account, receiver)
+    account.test.v1.customers.create(params={"name": "x"})
+    assert _deliver(hook_server, loopback=False) == 1
+    assert receiver.received == []
+    with hook_server.engine.connect() as connection:
+        error = connection.execute(
+            sa.select(stripe_webhook_attempts.c.error).where(
+                stripe_webhook_attempts.c.tenant_id == account.id
+            )
+        ).scalar_one()
+    assert error is not None
+    assert "loopback" in error
+
+
+def test_two_workers_never_send_one_delivery_twice(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    secret = _endpoint(account, receiver)
+    for n in range(30):
+        account.test.v1.customers.create(params={"name": f"c{n}"})
+    start = threading.Barrier(2)
+
+    def work() -> None:
+        start.wait()
+        while _deliver(hook_server) > 0:
+            pass
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    events = [stripe.Webhook.construct_event(b, s, secret).id for b, s in receiver.received]
+    assert len(events) == len(set(events)) == 30
