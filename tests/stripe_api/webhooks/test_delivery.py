@@ -5,6 +5,8 @@ three days, the URL guard at delivery time, and two workers never sending one de
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +21,10 @@ import stripe
 
 from farthing.db.schema import stripe_webhook_attempts, stripe_webhook_deliveries
 from farthing.stripe_api.webhooks import deliver_due
-from farthing.stripe_api.webhooks._delivery import RETRY_WINDOW_NS
+from farthing.stripe_api.webhooks._delivery import LEASE_NS, RETRY_WINDOW_NS
 from farthing.vault import Vault
 from tests.http import conftest as http_conftest
-from tests.http.conftest import Server, serving
+from tests.http.conftest import FARTHING, Server, poll_until, serving
 from tests.stripe_api.conftest import VAULT_KEY, Account, new_account, server_env_with
 
 VAULT = Vault(VAULT_KEY)
@@ -188,3 +190,82 @@ def test_two_workers_never_send_one_delivery_twice(hook_server: Server, receiver
         thread.join()
     events = [stripe.Webhook.construct_event(b, s, secret).id for b, s in receiver.received]
     assert len(events) == len(set(events)) == 30
+
+
+def test_a_slow_receiver_does_not_stall_the_others(hook_server: Server) -> None:
+    """The slow endpoint answers only once the fast one has its delivery. Deliveries are claimed
+    in order, so the slow endpoint's (created first) is sent first: were deliveries sent one
+    after the other, the fast one would arrive only after the slow one's wait ran out, and the
+    slow receiver would record that it waited in vain."""
+    fast, slow = Receiver(), Receiver()
+    fast_arrived = threading.Event()
+    waited_in_vain: list[bool] = []
+    fast_record = fast.received.append
+
+    def on_fast(item: tuple[bytes, str]) -> None:
+        fast_record(item)
+        fast_arrived.set()
+
+    def on_slow(item: tuple[bytes, str]) -> None:
+        waited_in_vain.append(not fast_arrived.wait(timeout=5))
+
+    fast.received = mock.MagicMock(append=on_fast)
+    slow.received = mock.MagicMock(append=on_slow)
+    threads = [threading.Thread(target=r.server.serve_forever, daemon=True) for r in (fast, slow)]
+    for thread in threads:
+        thread.start()
+    try:
+        account = new_account(hook_server)
+        for receiver in (slow, fast):
+            _endpoint(account, receiver)
+        account.test.v1.customers.create(params={"name": "x"})
+        assert _deliver(hook_server) == 2
+    finally:
+        for receiver in (fast, slow):
+            receiver.server.shutdown()
+            receiver.server.server_close()
+    assert fast_arrived.is_set()
+    assert waited_in_vain == [False]
+    assert _statuses(hook_server, account) == ["succeeded", "succeeded"]
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(hook_server: Server) -> None:
+    """SIGKILL `farthing worker` while its sends hang; after the lease, another worker delivers
+    every event (at least once; ids de-duplicate what was sent twice)."""
+    receiver = Receiver()
+    killed = threading.Event()
+    seen: list[tuple[bytes, str]] = []
+
+    def on_request(item: tuple[bytes, str]) -> None:
+        seen.append(item)
+        killed.wait(timeout=30)  # The worker dies while this request is in flight.
+
+    receiver.received = mock.MagicMock(append=on_request)
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    account = new_account(hook_server)
+    secret = _endpoint(account, receiver)
+    ids = {account.test.v1.customers.create(params={"name": f"c{n}"}).id for n in range(10)}
+    env = server_env_with(
+        FARTHING_VAULT_KEY=VAULT_KEY.hex(),
+        FARTHING_WEBHOOK_ALLOW_LOOPBACK="1",
+        FARTHING_DATABASE_URL=hook_server.database_url,
+    )
+    worker = subprocess.Popen([FARTHING, "worker"], env=env)
+    try:
+        poll_until(lambda: len(seen) > 0, deadline_s=30)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        killed.set()
+    receiver.received = seen  # From now on the receiver answers at once.
+    while _deliver(hook_server, time.time_ns() + LEASE_NS + HOUR_NS) > 0:
+        pass
+    receiver.server.shutdown()
+    receiver.server.server_close()
+    delivered = {
+        stripe.Webhook.construct_event(body, signature, secret).data.object["id"]
+        for body, signature in seen
+    }
+    assert delivered == ids
+    assert _statuses(hook_server, account) == ["succeeded"] * 10

@@ -85,7 +85,7 @@ def _claim(engine: sa.Engine, vault: Vault, now_ns: int, limit: int) -> list[_Cl
         .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
         .join(events, events.c.id == deliveries.c.event_id)
         .where(deliveries.c.status == "pending", deliveries.c.next_attempt_ns <= now_ns)
-        .order_by(deliveries.c.next_attempt_ns)
+        .order_by(deliveries.c.next_attempt_ns, deliveries.c.seq)
         .limit(limit)
     )  # fmt: skip
     if engine.dialect.name == "postgresql":

@@ -166,12 +166,14 @@ def delete(connection: sa.Connection, scope: Partition, endpoint_id: str) -> dic
 def fan_out(connection: sa.Connection, scope: Partition, event_id: str, event_type: str) -> int:
     """Queue the event for every enabled endpoint that wants it, in the event's transaction."""
     rows = connection.execute(
-        sa.select(endpoints.c.id, endpoints.c.enabled_events).where(
+        sa.select(endpoints.c.id, endpoints.c.enabled_events)
+        .where(
             endpoints.c.tenant_id == scope.tenant_id,
             endpoints.c.mode == scope.mode,
             endpoints.c.status == "enabled",
             endpoints.c.deleted.is_(False),
         )
+        .order_by(endpoints.c.seq)
     ).all()
     now_ns = time.time_ns()
     wanted = [
