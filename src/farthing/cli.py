@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +23,9 @@ accounts_app = typer.Typer(no_args_is_help=True, help="Top-level accounts (merch
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured numbers.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
+events_app = typer.Typer(no_args_is_help=True, help="Events and webhook deliveries.")
 app.add_typer(bench_app, name="bench")
+app.add_typer(events_app, name="events")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -113,6 +115,83 @@ def keys_create(
     finally:
         engine.dispose()
     typer.echo(secret)
+
+
+ModeOption = Annotated[str, typer.Option("--mode", help="test or live")]
+AccountOption = Annotated[str | None, typer.Option(help="acct_... (default account if omitted)")]
+
+
+def _scope_for(connection: Any, account: str | None, mode: str) -> Any:
+    from farthing.auth import default_tenant_id  # noqa: PLC0415
+    from farthing.db.schema import tenants  # noqa: PLC0415
+    from farthing.stripe_api._request import Partition  # noqa: PLC0415
+
+    if mode not in ("test", "live"):
+        raise typer.BadParameter("mode must be test or live", param_hint="--mode")
+    tenant_id = account or default_tenant_id(connection)
+    if tenant_id is None:
+        _err("no default account: run `farthing init` first")
+        raise typer.Exit(1)
+    parent = connection.execute(
+        tenants.select().with_only_columns(tenants.c.parent_id).where(tenants.c.id == tenant_id)
+    ).scalar_one_or_none()
+    return Partition(tenant_id=tenant_id, mode=mode, platform_id=parent or tenant_id)
+
+
+@events_app.command("resend")
+def events_resend(
+    event_id: Annotated[str, typer.Argument(help="evt_...")],
+    endpoint: Annotated[str, typer.Option(help="we_... to send it to")],
+    database_url: DatabaseUrl = None,
+    account: AccountOption = None,
+    mode: ModeOption = "test",
+) -> None:
+    """Queue an event for a webhook endpoint again; `farthing worker` sends it."""
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
+    from farthing.http._errors import ApiError  # noqa: PLC0415
+    from farthing.stripe_api.webhooks import resend  # noqa: PLC0415
+
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with begin_write(engine) as connection:
+            resend(connection, _scope_for(connection, account, mode), event_id, endpoint)
+    except ApiError as error:
+        _err(f"error: {error.message}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    _err(f"queued {event_id} for {endpoint}")
+
+
+@events_app.command("attempts")
+def events_attempts(
+    endpoint: Annotated[str, typer.Option(help="we_...")],
+    database_url: DatabaseUrl = None,
+    account: AccountOption = None,
+    mode: ModeOption = "test",
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+) -> None:
+    """Print a webhook endpoint's newest delivery attempts, one JSON object per line."""
+    import json  # noqa: PLC0415
+
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+    from farthing.http._errors import ApiError  # noqa: PLC0415
+    from farthing.stripe_api.webhooks import list_attempts  # noqa: PLC0415
+
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with engine.connect() as connection:
+            scope = _scope_for(connection, account, mode)
+            rows = list_attempts(connection, scope, endpoint, limit=limit)
+    except ApiError as error:
+        _err(f"error: {error.message}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    for row in rows:
+        typer.echo(json.dumps(row, sort_keys=True))
 
 
 @accounts_app.command("create")

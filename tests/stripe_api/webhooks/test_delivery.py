@@ -5,6 +5,7 @@ three days, the URL guard at delivery time, and two workers never sending one de
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import threading
@@ -269,3 +270,56 @@ def test_a_worker_killed_mid_delivery_loses_nothing(hook_server: Server) -> None
     }
     assert delivered == ids
     assert _statuses(hook_server, account) == ["succeeded"] * 10
+
+
+def _cli(server: Server, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    env = server_env_with(FARTHING_DATABASE_URL=server.database_url)
+    done = subprocess.run(
+        [FARTHING, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == expect, done.stderr
+    return done
+
+
+def test_attempts_are_listed_and_events_resent(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    secret = _endpoint(account, receiver)
+    (endpoint,) = account.test.v1.webhook_endpoints.list().data
+    receiver.status = 500
+    account.test.v1.customers.create(params={"name": "x"})
+    _deliver(hook_server)
+    receiver.status = 200
+    _deliver(hook_server, time.time_ns() + HOUR_NS)
+    with hook_server.client(account.test_secret) as client:
+        listed = client.get(f"/v1/webhook_endpoints/{endpoint.id}/attempts").json()
+    assert [attempt["status_code"] for attempt in listed["data"]] == [200, 500]
+    printed = _cli(
+        hook_server, "events", "attempts", "--endpoint", endpoint.id, "--account", account.id
+    )
+    codes = [json.loads(line)["status_code"] for line in printed.stdout.splitlines()]
+    assert codes == [200, 500]
+    event_id = stripe.Webhook.construct_event(*receiver.received[-1], secret).id
+    _cli(
+        hook_server,
+        "events",
+        "resend",
+        event_id,
+        "--endpoint",
+        endpoint.id,
+        "--account",
+        account.id,
+    )
+    assert _deliver(hook_server) == 1
+    assert stripe.Webhook.construct_event(*receiver.received[-1], secret).id == event_id
+    stranger = new_account(hook_server)
+    _cli(
+        hook_server,
+        "events",
+        "resend",
+        event_id,
+        "--endpoint",
+        endpoint.id,
+        "--account",
+        stranger.id,
+        expect=1,
+    )

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from farthing.db.schema import stripe_webhook_endpoints as endpoints
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._idempotency import run_idempotent
-from farthing.stripe_api._lists import parse_list_query
+from farthing.stripe_api._lists import LIST_LIMIT_DEFAULT, list_envelope, parse_list_query
 from farthing.stripe_api._params import Reader, missing_param
 from farthing.stripe_api._request import (
     FORM_BODY,
@@ -24,6 +24,7 @@ from farthing.stripe_api._request import (
 )
 from farthing.stripe_api.payments import payments_of
 from farthing.stripe_api.webhooks import _service as service
+from farthing.stripe_api.webhooks._attempts import ATTEMPTS_PAGE_MAX, list_attempts
 from farthing.stripe_api.webhooks._urls import URL_LENGTH_MAX
 
 __all__ = ["router"]
@@ -155,5 +156,20 @@ async def list_webhook_endpoints(request: Request, scope: Scope) -> dict[str, An
                 render=lambda row: service.endpoint_object(row, livemode=scope.livemode),
                 conditions=[endpoints.c.deleted.is_(False)],
             )
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/webhook_endpoints/{endpoint_id}/attempts", responses=_ERRORS)
+async def list_webhook_attempts(request: Request, scope: Scope, endpoint_id: str) -> dict[str, Any]:
+    """Farthing's addition: the endpoint's delivery attempts, newest first."""
+    reader = Reader(await read_params(request))
+    limit = reader.integer("limit", 1, ATTEMPTS_PAGE_MAX) or LIST_LIMIT_DEFAULT
+    reader.finish()
+
+    def read() -> dict[str, Any]:
+        with request.app.state.engine.connect() as connection:
+            data = list_attempts(connection, scope, endpoint_id, limit=limit)
+        return list_envelope(request.url.path, data, has_more=False)
 
     return await run_in_threadpool(read)
