@@ -3,8 +3,8 @@ stdout; everything else goes to stderr."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
-import time
 from typing import Annotated, Any
 
 import typer
@@ -243,7 +243,6 @@ def worker(
     """Deliver webhooks: send due deliveries, signed, with retries; run as many as you like."""
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import open_initialised  # noqa: PLC0415
-    from farthing.stripe_api.webhooks import deliver_due  # noqa: PLC0415
     from farthing.vault import Vault  # noqa: PLC0415
 
     settings = Settings.from_env(database_url=database_url)
@@ -252,16 +251,40 @@ def worker(
         raise typer.Exit(2)
     engine = open_initialised(settings.database_url)
     vault = Vault(settings.vault_key)
-    loopback = settings.webhook_allow_loopback
     try:
-        while True:
-            sent = deliver_due(engine, vault, allow_loopback=loopback)
-            if once:
-                return
-            if sent == 0:
-                time.sleep(min(max(poll_s, POLL_S_MIN), POLL_S_MAX))
+        asyncio.run(_work(engine, vault, settings, once=once, poll_s=poll_s))
     finally:
         engine.dispose()
+
+
+async def _work(engine: Any, vault: Any, settings: Any, *, once: bool, poll_s: float) -> None:
+    """Deliver webhooks and, with FARTHING_NATS_URL, publish the event stream, until killed."""
+    from farthing.stripe_api.events._stream import ensure_stream, publish_pending  # noqa: PLC0415
+    from farthing.stripe_api.webhooks import deliver_due  # noqa: PLC0415
+
+    js = None
+    if settings.nats_url is not None:
+        import nats  # noqa: PLC0415
+
+        connection = await nats.connect(settings.nats_url)
+        js = connection.jetstream()
+        await ensure_stream(
+            js, stream=settings.nats_stream, subject_prefix=settings.nats_subject_prefix
+        )
+    loopback = settings.webhook_allow_loopback
+    while True:
+        done = await asyncio.to_thread(deliver_due, engine, vault, allow_loopback=loopback)
+        if js is not None:
+            done += await publish_pending(
+                engine,
+                js,
+                stream=settings.nats_stream,
+                subject_prefix=settings.nats_subject_prefix,
+            )
+        if once:
+            return
+        if done == 0:
+            await asyncio.sleep(min(max(poll_s, POLL_S_MIN), POLL_S_MAX))
 
 
 @app.command()

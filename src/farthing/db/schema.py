@@ -26,6 +26,7 @@ __all__ = [
     "stripe_balance_transactions",
     "stripe_charges",
     "stripe_customers",
+    "stripe_event_stream_cursors",
     "stripe_events",
     "stripe_external_accounts",
     "stripe_idempotency_keys",
@@ -533,4 +534,13 @@ stripe_webhook_attempts = sa.Table(
     sa.Column("error", sa.String(200), nullable=True),
     sa.Index(None, "delivery_seq", "seq"),
     sa.Index(None, "tenant_id", "mode", "endpoint_id", "seq"),
+)
+
+# How far each event stream (NATS JetStream) has published the outbox: events are published in
+# seq order and the cursor moves after the stream acknowledged them (at-least-once).
+stripe_event_stream_cursors = sa.Table(
+    "stripe_event_stream_cursors",
+    metadata,
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
 )
