@@ -323,3 +323,31 @@ def test_attempts_are_listed_and_events_resent(hook_server: Server, receiver: Re
         stranger.id,
         expect=1,
     )
+
+
+def test_a_rolled_secret_overlaps_with_the_old_one(hook_server: Server, receiver: Receiver) -> None:
+    account = new_account(hook_server)
+    old = _endpoint(account, receiver)
+    (endpoint,) = account.test.v1.webhook_endpoints.list().data
+    with hook_server.client(account.test_secret) as client:
+        rolled = client.post(f"/v1/webhook_endpoints/{endpoint.id}/roll_secret").json()
+        new = rolled["secret"]
+        assert new.startswith("whsec_")
+        assert new != old
+        assert "secret" not in client.get(f"/v1/webhook_endpoints/{endpoint.id}").json()
+        account.test.v1.customers.create(params={"name": "during overlap"})
+        _deliver(hook_server)
+        body, signature = receiver.received[-1]
+        # During the overlap both secrets sign: receivers on either verify.
+        for secret in (old, new):
+            stripe.Webhook.construct_event(body, signature, secret)
+        ended = client.post(
+            f"/v1/webhook_endpoints/{endpoint.id}/roll_secret", data={"expires_in": "0"}
+        ).json()
+    account.test.v1.customers.create(params={"name": "after"})
+    _deliver(hook_server)
+    body, signature = receiver.received[-1]
+    stripe.Webhook.construct_event(body, signature, ended["secret"])
+    for retired in (old, new):
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body, signature, retired)

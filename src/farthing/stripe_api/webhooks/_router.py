@@ -173,3 +173,26 @@ async def list_webhook_attempts(request: Request, scope: Scope, endpoint_id: str
         return list_envelope(request.url.path, data, has_more=False)
 
     return await run_in_threadpool(read)
+
+
+@router.post(
+    "/webhook_endpoints/{endpoint_id}/roll_secret", responses=_ERRORS, openapi_extra=FORM_BODY
+)
+async def roll_webhook_secret(request: Request, scope: Scope, endpoint_id: str) -> JSONResponse:
+    """Farthing's addition: a new signing secret (shown once); the old one also signs for
+    ``expires_in`` seconds (default one day, at most seven)."""
+    params = await read_params(request)
+    reader = Reader(params)
+    overlap_s = reader.integer("expires_in", 0, service.ROLL_OVERLAP_S_MAX)
+    reader.finish()
+    vault = payments_of(request).require_vault()
+    overlap = service.ROLL_OVERLAP_S_DEFAULT if overlap_s is None else overlap_s
+    return await _write(
+        request,
+        scope,
+        params,
+        lambda connection: (
+            200,
+            service.roll_secret(connection, scope, vault, endpoint_id, overlap_s=overlap),
+        ),
+    )

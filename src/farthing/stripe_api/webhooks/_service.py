@@ -27,6 +27,7 @@ __all__ = [
     "endpoint_object",
     "fan_out",
     "load_endpoint",
+    "roll_secret",
     "secret_aad",
     "update",
 ]
@@ -35,6 +36,8 @@ ENDPOINTS_PER_ACCOUNT_MAX = 16
 ENABLED_EVENTS_MAX = 100
 EVENT_TYPE_LENGTH_MAX = 64
 SECRET_BYTES = 24
+ROLL_OVERLAP_S_MAX = 7 * 24 * 3600
+ROLL_OVERLAP_S_DEFAULT = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +158,31 @@ def update(
     if changes:
         objects.update(connection, endpoints, scope, endpoint_id, **changes)
     return endpoint_object(row | changes, livemode=scope.livemode)
+
+
+def roll_secret(
+    connection: sa.Connection,
+    scope: Partition,
+    vault: Vault,
+    endpoint_id: str,
+    *,
+    overlap_s: int,
+) -> dict[str, Any]:
+    """A new signing secret, shown once; the old one keeps signing for ``overlap_s`` seconds
+    so that receivers can switch without rejecting a delivery."""
+    assert 0 <= overlap_s <= ROLL_OVERLAP_S_MAX
+    row = load_endpoint(connection, scope, endpoint_id)
+    aad = secret_aad(scope, endpoint_id)
+    old = vault.open(row["secret_sealed"], aad, key_id=row["secret_key_id"])
+    secret = "whsec_" + secrets.token_urlsafe(SECRET_BYTES)
+    objects.update(
+        connection, endpoints, scope, endpoint_id,
+        secret_key_id=vault.key_id,
+        secret_sealed=vault.seal(secret.encode(), aad),
+        previous_secret_sealed=vault.seal(old, aad) if overlap_s else None,
+        previous_secret_expires_ns=time.time_ns() + overlap_s * 10**9 if overlap_s else None,
+    )  # fmt: skip
+    return endpoint_object(row, livemode=scope.livemode) | {"secret": secret}
 
 
 def delete(connection: sa.Connection, scope: Partition, endpoint_id: str) -> dict[str, Any]:
