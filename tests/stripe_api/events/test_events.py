@@ -54,6 +54,11 @@ def test_declines_refunds_and_settlement(v1_server: Server, account: Account) ->
     assert _types(account)[:2] == ["refund.created", "charge.refunded"]
     refunded = account.test.v1.events.list(params={"type": "charge.refunded"}).data[0]
     assert cast("dict[str, Any]", refunded.data.object)["amount_refunded"] == 500
+    refund = account.test.v1.refunds.list().data[0]
+    account.test.v1.refunds.update(refund.id, params={"metadata": {"ticket": "7"}})
+    updated = account.test.v1.events.list(params={"type": "refund.updated"}).data[0]
+    assert updated.data.previous_attributes is not None
+    assert updated.data.previous_attributes.to_dict() == {"metadata": {}}
     assert_consistent(v1_server, scope_of(account))
 
 

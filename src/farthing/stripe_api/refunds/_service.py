@@ -20,7 +20,7 @@ from farthing.http._errors import ApiError
 from farthing.ledger import TransferEvent
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
-from farthing.stripe_api.events import emit
+from farthing.stripe_api.events import changed, emit
 from farthing.stripe_api.payment_intents._service import Context, Outcome, charge_view
 from farthing.stripe_api.payments import (
     BalanceEntry,
@@ -195,10 +195,12 @@ def update(ctx: Context, refund_id: str, metadata: MetadataChange | None) -> Out
     row = objects.load(ctx.connection, refunds, ctx.scope, refund_id, for_update=True)
     if row is None:
         raise objects.missing("refund", refund_id)
+    before = refund_object(row, livemode=ctx.scope.livemode)
     if metadata is not None:
         row["metadata"] = merge_metadata(row["metadata"], metadata)
         objects.update(ctx.connection, refunds, ctx.scope, refund_id, metadata=row["metadata"])
     refund = refund_object(row, livemode=ctx.scope.livemode)
-    if metadata is not None:
-        emit(ctx.connection, ctx.scope, "refund.updated", refund)
+    previous = changed(before, refund)
+    if previous:
+        emit(ctx.connection, ctx.scope, "refund.updated", refund, previous=previous)
     return 200, refund
