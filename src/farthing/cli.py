@@ -11,10 +11,6 @@ import typer
 
 from farthing._errors import FarthingError
 
-# The idle worker polls within these bounds (a tighter loop would only burn the database).
-POLL_S_MIN = 0.05
-POLL_S_MAX = 60.0
-
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Farthing payments platform.")
@@ -244,6 +240,7 @@ def worker(
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import open_initialised  # noqa: PLC0415
     from farthing.vault import Vault  # noqa: PLC0415
+    from farthing.worker import run_worker  # noqa: PLC0415
 
     settings = Settings.from_env(database_url=database_url)
     if settings.vault_key is None:
@@ -252,39 +249,9 @@ def worker(
     engine = open_initialised(settings.database_url)
     vault = Vault(settings.vault_key)
     try:
-        asyncio.run(_work(engine, vault, settings, once=once, poll_s=poll_s))
+        asyncio.run(run_worker(engine, vault, settings, once=once, poll_s=poll_s))
     finally:
         engine.dispose()
-
-
-async def _work(engine: Any, vault: Any, settings: Any, *, once: bool, poll_s: float) -> None:
-    """Deliver webhooks and, with FARTHING_NATS_URL, publish the event stream, until killed."""
-    from farthing.stripe_api.events._stream import ensure_stream, publish_pending  # noqa: PLC0415
-    from farthing.stripe_api.webhooks import deliver_due  # noqa: PLC0415
-
-    js = None
-    if settings.nats_url is not None:
-        import nats  # noqa: PLC0415
-
-        connection = await nats.connect(settings.nats_url)
-        js = connection.jetstream()
-        await ensure_stream(
-            js, stream=settings.nats_stream, subject_prefix=settings.nats_subject_prefix
-        )
-    loopback = settings.webhook_allow_loopback
-    while True:
-        done = await asyncio.to_thread(deliver_due, engine, vault, allow_loopback=loopback)
-        if js is not None:
-            done += await publish_pending(
-                engine,
-                js,
-                stream=settings.nats_stream,
-                subject_prefix=settings.nats_subject_prefix,
-            )
-        if once:
-            return
-        if done == 0:
-            await asyncio.sleep(min(max(poll_s, POLL_S_MIN), POLL_S_MAX))
 
 
 @app.command()

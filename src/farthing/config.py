@@ -15,6 +15,7 @@
 | FARTHING_RATE_LIMIT_PER_S | 1000 | requests per second per API key, on average (429 beyond) |
 | FARTHING_RATE_LIMIT_BURST | 2000 | requests per API key at once |
 | FARTHING_WEBHOOK_ALLOW_LOOPBACK | (unset) | `1`: test-mode webhooks may go to loopback URLs |
+| FARTHING_SERVE_WORKER | (unset) | `1`: `farthing serve` also runs the worker (webhooks, stream) |
 | FARTHING_NATS_URL | (unset) | NATS server: `farthing worker` also publishes events to JetStream |
 | FARTHING_NATS_STREAM | FARTHING_EVENTS | the JetStream stream |
 | FARTHING_NATS_SUBJECTS | farthing.events | its subject prefix (`{prefix}.{mode}.{acct}.{type}`) |
@@ -166,6 +167,8 @@ class Settings:
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
     # Test mode only: webhooks may go to loopback receivers (the test suite's).
     webhook_allow_loopback: bool = False
+    # Run the worker (webhooks, event stream) inside `farthing serve` too.
+    serve_worker: bool = False
     # NATS server for the event stream; None: no stream.
     nats_url: str | None = None
     nats_stream: str = "FARTHING_EVENTS"
@@ -194,6 +197,7 @@ class Settings:
                 os.environ, "FARTHING_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST
             ),
             webhook_allow_loopback=os.environ.get("FARTHING_WEBHOOK_ALLOW_LOOPBACK") == "1",
+            serve_worker=os.environ.get("FARTHING_SERVE_WORKER") == "1",
             nats_url=os.environ.get("FARTHING_NATS_URL") or None,
             nats_stream=os.environ.get("FARTHING_NATS_STREAM") or "FARTHING_EVENTS",
             nats_subject_prefix=os.environ.get("FARTHING_NATS_SUBJECTS") or "farthing.events",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,9 +45,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await ledger.start()
+        worker = _start_worker(engine, settings)
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             await ledger.stop()
             engine.dispose()
 
@@ -80,6 +87,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _start_worker(engine: Any, settings: Settings) -> asyncio.Task[None] | None:
+    """The in-process worker (FARTHING_SERVE_WORKER=1), when a vault key can open secrets."""
+    if not settings.serve_worker or settings.vault_key is None:
+        return None
+    from farthing.worker import run_worker  # noqa: PLC0415 - only when enabled
+
+    vault = Vault(settings.vault_key)
+    return asyncio.create_task(run_worker(engine, vault, settings, once=False, poll_s=0.2))
 
 
 _ERROR_SCHEMA = {

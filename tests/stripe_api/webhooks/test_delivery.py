@@ -354,3 +354,21 @@ def test_a_rolled_secret_overlaps_with_the_old_one(hook_server: Server, receiver
     for retired in (old, new):
         with pytest.raises(stripe.SignatureVerificationError):
             stripe.Webhook.construct_event(body, signature, retired)
+
+
+def test_serve_can_run_the_worker_in_process(tmp_path: Path, receiver: Receiver) -> None:
+    env = server_env_with(
+        FARTHING_VAULT_KEY=VAULT_KEY.hex(),
+        FARTHING_WEBHOOK_ALLOW_LOOPBACK="1",
+        FARTHING_SERVE_WORKER="1",
+    )
+    with contextlib.ExitStack() as stack:
+        with mock.patch.object(http_conftest, "server_env", return_value=env):
+            server = stack.enter_context(serving("sqlite", tmp_path))
+        account = new_account(server)
+        secret = _endpoint(account, receiver)
+        customer = account.test.v1.customers.create(params={"name": "in process"})
+        # No worker runs here: the server itself delivers.
+        poll_until(lambda: len(receiver.received) > 0, deadline_s=30)
+    event = stripe.Webhook.construct_event(*receiver.received[0], secret)
+    assert event.data.object["id"] == customer.id

@@ -1,0 +1,52 @@
+"""The background worker: webhook deliveries and, with FARTHING_NATS_URL, the event stream.
+
+Runs as `farthing worker` (as many as you like for webhooks; one per stream for the NATS
+stream's order) or inside `farthing serve` with FARTHING_SERVE_WORKER=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from farthing.config import Settings
+from farthing.vault import Vault
+
+__all__ = ["POLL_S_MAX", "POLL_S_MIN", "run_worker"]
+
+# The idle worker polls within these bounds (a tighter loop would only burn the database).
+POLL_S_MIN = 0.05
+POLL_S_MAX = 60.0
+
+
+async def run_worker(
+    engine: sa.Engine, vault: Vault, settings: Settings, *, once: bool, poll_s: float
+) -> None:
+    """Deliver webhooks and, with FARTHING_NATS_URL, publish the event stream, until cancelled."""
+    from farthing.stripe_api.events._stream import ensure_stream, publish_pending  # noqa: PLC0415
+    from farthing.stripe_api.webhooks import deliver_due  # noqa: PLC0415
+
+    js = None
+    if settings.nats_url is not None:
+        import nats  # noqa: PLC0415
+
+        connection = await nats.connect(settings.nats_url)
+        js = connection.jetstream()
+        await ensure_stream(
+            js, stream=settings.nats_stream, subject_prefix=settings.nats_subject_prefix
+        )
+    loopback = settings.webhook_allow_loopback
+    while True:
+        done = await asyncio.to_thread(deliver_due, engine, vault, allow_loopback=loopback)
+        if js is not None:
+            done += await publish_pending(
+                engine,
+                js,
+                stream=settings.nats_stream,
+                subject_prefix=settings.nats_subject_prefix,
+            )
+        if once:
+            return
+        if done == 0:
+            await asyncio.sleep(min(max(poll_s, POLL_S_MIN), POLL_S_MAX))
