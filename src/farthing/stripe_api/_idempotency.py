@@ -137,8 +137,10 @@ def run_idempotent(  # noqa: PLR0913
     path: str,
     params: Params,
     effect: Effect,
+    stored: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> JSONResponse:
-    """Run `effect` in a write transaction, at most once per idempotency key."""
+    """Run `effect` in a write transaction, at most once per idempotency key. ``stored`` trims
+    the body kept for replays: a secret shown once (a webhook signing secret) is not kept."""
     if key is None:
         with begin_write(engine) as connection:
             return _response(effect(connection), replayed=False)
@@ -162,16 +164,21 @@ def run_idempotent(  # noqa: PLR0913
             raise _idempotency_error(409, "A request with this Idempotency-Key is being processed.")
         return _response((existing.status, orjson.loads(existing.body)), replayed=True)
     assert token is not None
-    return _execute(engine, scope, key, token, effect)
+    return _execute(engine, scope, key, token, effect, stored or (lambda body: body))
 
 
-def _execute(
-    engine: sa.Engine, scope: Partition, key: str, token: str, effect: Effect
+def _execute(  # noqa: PLR0913
+    engine: sa.Engine,
+    scope: Partition,
+    key: str,
+    token: str,
+    effect: Effect,
+    stored: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> JSONResponse:
     try:
         with begin_write(engine) as connection:
             outcome = effect(connection)
-            _store(connection, scope, key, token, outcome)
+            _store(connection, scope, key, token, (outcome[0], stored(outcome[1])))
     except _ClaimLostError:
         # The effect's transaction rolled back: the request that took the key over owns it.
         raise _idempotency_error(

@@ -12,7 +12,11 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
-from farthing.db.schema import stripe_webhook_deliveries, stripe_webhook_endpoints
+from farthing.db.schema import (
+    stripe_idempotency_keys,
+    stripe_webhook_deliveries,
+    stripe_webhook_endpoints,
+)
 from farthing.stripe_api.webhooks import signature_header
 from tests.http.conftest import Server
 from tests.stripe_api.conftest import Account
@@ -132,3 +136,16 @@ def test_signatures_verify_with_the_stripe_sdk() -> None:
     old = signature_header(["whsec_new"], timestamp_s=now - 3_600, payload=payload)
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(payload, old, "whsec_new", tolerance=300)
+
+
+def test_an_idempotent_replay_does_not_keep_the_secret(v1_server: Server, account: Account) -> None:
+    options: stripe.RequestOptions = {"idempotency_key": "hook-once"}
+    params: Any = {"url": PUBLIC_URL, "enabled_events": ["*"]}
+    first = account.test.v1.webhook_endpoints.create(params=params, options=options)
+    again = account.test.v1.webhook_endpoints.create(params=params, options=options)
+    assert again.id == first.id
+    assert first.secret is not None
+    assert "secret" not in again
+    with v1_server.engine.connect() as connection:
+        stored = connection.execute(sa.select(stripe_idempotency_keys.c.body)).scalars().all()
+    assert all(first.secret not in (body or "") for body in stored)

@@ -60,6 +60,12 @@ def _fields(params: Params, *, creating: bool) -> service.EndpointFields:
     return fields
 
 
+def _without_secret(body: dict[str, Any]) -> dict[str, Any]:
+    # A replay does not show the secret again: it would have to be kept in the clear. A client
+    # that lost the first response rolls the secret instead.
+    return {name: value for name, value in body.items() if name != "secret"}
+
+
 async def _write(request: Request, scope: Scope, params: Params, effect: Any) -> JSONResponse:
     engine: sa.Engine = request.app.state.engine
     return await run_in_threadpool(
@@ -71,6 +77,7 @@ async def _write(request: Request, scope: Scope, params: Params, effect: Any) ->
         path=request.url.path,
         params=params,
         effect=effect,
+        stored=_without_secret,
     )
 
 
