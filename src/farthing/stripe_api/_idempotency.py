@@ -38,6 +38,7 @@ __all__ = [
     "IDEMPOTENCY_TTL_NS",
     "Effect",
     "Outcome",
+    "hide_secrets",
     "run_idempotent",
 ]
 
@@ -126,6 +127,22 @@ def _store(
     )
     if stored.rowcount != 1:
         raise _ClaimLostError
+
+
+def hide_secrets(
+    params: Params, container: str, names: frozenset[str], digest: Callable[[str], str]
+) -> Params:
+    """The parameters as the idempotency layer may keep them: its fingerprint is a plain
+    SHA-256, so secrets (a card number, a CVC, a bank account number) under
+    ``params[container]`` enter it only as keyed digests (the vault's)."""
+    nested = params.get(container)
+    if not isinstance(nested, dict):
+        return params
+    hidden = {
+        name: digest(value) if name in names and isinstance(value, str) else value
+        for name, value in nested.items()
+    }
+    return params | {container: hidden}
 
 
 def run_idempotent(  # noqa: PLR0913

@@ -27,6 +27,7 @@ __all__ = [
     "RequestIdMiddleware",
     "Scope",
     "caller_scope",
+    "engine_of",
     "read_params",
     "resource_of",
     "unknown_param",
@@ -135,6 +136,11 @@ def _acting_as(engine: sa.Engine, key: ApiKey, account_id: str) -> Partition:
     if found is None:
         raise _no_access(key, account_id)
     return Partition(tenant_id=account_id, mode=key.mode.value, platform_id=key.tenant_id)
+
+
+def engine_of(request: Request) -> sa.Engine:
+    engine: sa.Engine = request.app.state.engine
+    return engine
 
 
 async def caller_scope(request: Request, key: AnyCaller) -> Partition:

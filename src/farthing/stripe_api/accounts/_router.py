@@ -17,6 +17,7 @@ from farthing.stripe_api._request import (
     Params,
     Partition,
     Scope,
+    engine_of,
     read_params,
     unknown_param,
 )
@@ -36,11 +37,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 _LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
 
 
-def _engine(request: Request) -> sa.Engine:
-    engine: sa.Engine = request.app.state.engine
-    return engine
-
-
 def _only(params: Params, allowed: frozenset[str]) -> None:
     for name in params:
         if name not in allowed:
@@ -51,7 +47,7 @@ async def _post(request: Request, scope: Partition, params: Params, effect: Any)
     """A write through the idempotency layer, off the event loop (the database is blocking)."""
     return await run_in_threadpool(
         run_idempotent,
-        _engine(request),
+        engine_of(request),
         scope,
         request.headers.get("idempotency-key"),
         method="POST",
@@ -62,7 +58,7 @@ async def _post(request: Request, scope: Partition, params: Params, effect: Any)
 
 
 def _read(request: Request, function: Any, *args: Any) -> Any:
-    with _engine(request).connect() as connection:
+    with engine_of(request).connect() as connection:
         return function(connection, *args)
 
 
@@ -126,7 +122,7 @@ async def delete_account(request: Request, scope: Scope, account_id: str) -> JSO
     # DELETE carries no Idempotency-Key in Stripe's v1 API; deleting twice is a 403 anyway.
     return await run_in_threadpool(
         run_idempotent,
-        _engine(request),
+        engine_of(request),
         scope,
         None,
         method="DELETE",

@@ -13,7 +13,14 @@ from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths, register
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
-from farthing.stripe_api._request import LIST_PARAMS, PREFIX, Partition, Scope, read_params
+from farthing.stripe_api._request import (
+    LIST_PARAMS,
+    PREFIX,
+    Partition,
+    Scope,
+    engine_of,
+    read_params,
+)
 from farthing.stripe_api.charges._schemas import charge_object
 
 __all__ = ["load_charge", "router"]
@@ -38,11 +45,6 @@ register("latest_charge", load_charge)
 register("charge", load_charge)
 
 
-def _engine(request: Request) -> sa.Engine:
-    engine: sa.Engine = request.app.state.engine
-    return engine
-
-
 @router.get("/charges/{charge_id}", responses=_ERRORS)
 async def retrieve_charge(request: Request, scope: Scope, charge_id: str) -> dict[str, Any]:
     reader = Reader(await read_params(request))
@@ -50,7 +52,7 @@ async def retrieve_charge(request: Request, scope: Scope, charge_id: str) -> dic
     reader.finish()
 
     def read() -> dict[str, Any]:
-        with _engine(request).connect() as connection:
+        with engine_of(request).connect() as connection:
             obj = load_charge(connection, scope, charge_id)
             if obj is None:
                 raise objects.missing("charge", charge_id)
@@ -76,7 +78,7 @@ async def list_charges(request: Request, scope: Scope) -> dict[str, Any]:
         conditions.append(charges.c.payment_intent_id == intent)
 
     def read() -> dict[str, Any]:
-        with _engine(request).connect() as connection:
+        with engine_of(request).connect() as connection:
             return objects.list_objects(
                 connection,
                 charges,

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
 from farthing.stripe_api._lists import ListQuery, paginate
+from farthing.stripe_api._params import merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as repository
-from farthing.stripe_api.customers._schemas import CustomerFields, MetadataChange, customer_object
+from farthing.stripe_api.customers._schemas import CustomerFields, customer_object
 from farthing.stripe_api.events import changed, emit
 
 __all__ = ["LIST_URL", "create", "delete", "list_customers", "retrieve", "update"]
@@ -37,13 +38,6 @@ def _missing(customer_id: str) -> ApiError:
     )
 
 
-def _merged(metadata: dict[str, str], change: MetadataChange | None) -> dict[str, str]:
-    if change is None:
-        return metadata
-    kept = {} if change.clear else {k: v for k, v in metadata.items() if k not in change.remove}
-    return kept | change.set
-
-
 def create(connection: sa.Connection, scope: Partition, fields: CustomerFields) -> dict[str, Any]:
     row = repository.CustomerRow(
         id=_new_id(),
@@ -52,7 +46,7 @@ def create(connection: sa.Connection, scope: Partition, fields: CustomerFields) 
         name=fields.text.get("name"),
         description=fields.text.get("description"),
         phone=fields.text.get("phone"),
-        metadata_=_merged({}, fields.metadata),
+        metadata_=merge_metadata({}, fields.metadata),
     )
     repository.insert(connection, scope, row)
     obj = customer_object(row, livemode=scope.livemode)
@@ -81,7 +75,7 @@ def update(
         name=fields.text.get("name", before.name),
         description=fields.text.get("description", before.description),
         phone=fields.text.get("phone", before.phone),
-        metadata_=_merged(before.metadata_, fields.metadata),
+        metadata_=merge_metadata(before.metadata_, fields.metadata),
     )
     repository.update(connection, scope, row, deleted=False)
     obj = customer_object(row, livemode=scope.livemode)

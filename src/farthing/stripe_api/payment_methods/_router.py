@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._idempotency import run_idempotent
+from farthing.stripe_api._idempotency import hide_secrets, run_idempotent
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._request import (
     FORM_BODY,
@@ -18,6 +17,7 @@ from farthing.stripe_api._request import (
     Params,
     Partition,
     Scope,
+    engine_of,
     read_params,
     unknown_param,
 )
@@ -41,11 +41,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 }
 _LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
 TYPE_LENGTH_MAX = 32
-
-
-def _engine(request: Request) -> sa.Engine:
-    engine: sa.Engine = request.app.state.engine
-    return engine
 
 
 def _vault(request: Request) -> Vault:
@@ -74,7 +69,7 @@ async def _post(
 ) -> JSONResponse:
     return await run_in_threadpool(
         run_idempotent,
-        _engine(request),
+        engine_of(request),
         scope,
         request.headers.get("idempotency-key") if idempotent else None,
         method=request.method,
@@ -82,21 +77,6 @@ async def _post(
         params=params,
         effect=effect,
     )
-
-
-def _redacted(params: Params, vault: Vault) -> Params:
-    """The parameters as the idempotency layer may keep them: the idempotency fingerprint is a
-    plain SHA-256, so the number and the CVC enter it only as digests keyed by the vault."""
-    card = params.get("card")
-    if not isinstance(card, dict):
-        return params
-    hidden = {
-        name: vault.keyed_digest(value)
-        if name in {"number", "cvc"} and isinstance(value, str)
-        else value
-        for name, value in card.items()
-    }
-    return params | {"card": hidden}
 
 
 @router.post("/payment_methods", responses=_ERRORS, openapi_extra=FORM_BODY)
@@ -107,7 +87,7 @@ async def create_payment_method(request: Request, scope: Scope) -> JSONResponse:
     return await _post(
         request,
         scope,
-        _redacted(params, vault),
+        hide_secrets(params, "card", frozenset({"number", "cvc"}), vault.keyed_digest),
         lambda connection: (200, service.create(connection, scope, vault, card, fields)),
     )
 
@@ -141,7 +121,7 @@ async def _list(
     filters = Filters(created=query.created, customer_id=customer_id, type=kind)
 
     def read() -> dict[str, Any]:
-        with _engine(request).connect() as connection:
+        with engine_of(request).connect() as connection:
             return service.list_payment_methods(connection, scope, query, filters, url)
 
     return await run_in_threadpool(read)

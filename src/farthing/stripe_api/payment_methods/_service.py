@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
 from farthing.stripe_api._lists import ListQuery, paginate
+from farthing.stripe_api._params import merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as customers
 from farthing.stripe_api.events import emit
@@ -83,19 +84,11 @@ def _store(
         fingerprint=vault.fingerprint(scope.tenant_id, card.number),
         billing_name=fields.billing.get("name"),
         billing_email=fields.billing.get("email"),
-        metadata_=_merged({}, fields),
+        metadata_=merge_metadata({}, fields.metadata),
     )
     sealed = vault.seal(card.number.encode(), associated_data(scope.tenant_id, scope.mode, row.id))
     repository.insert(connection, scope, row, vault_key_id=vault.key_id, pan_sealed=sealed)
     return row
-
-
-def _merged(metadata: dict[str, str], fields: Fields) -> dict[str, str]:
-    change = fields.metadata
-    if change is None:
-        return metadata
-    kept = {} if change.clear else {k: v for k, v in metadata.items() if k not in change.remove}
-    return kept | change.set
 
 
 def create(
@@ -173,7 +166,7 @@ def update(
         row,
         billing_name=fields.billing.get("name", row.billing_name),
         billing_email=fields.billing.get("email", row.billing_email),
-        metadata_=_merged(row.metadata_, fields),
+        metadata_=merge_metadata(row.metadata_, fields.metadata),
     )
     repository.update(connection, scope, row)
     return payment_method_object(row, livemode=scope.livemode)

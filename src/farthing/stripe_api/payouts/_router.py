@@ -15,6 +15,7 @@ from farthing.db.schema import stripe_payouts as payouts
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths
 from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._idempotency import hide_secrets
 from farthing.stripe_api._lists import ID_LENGTH_MAX, TIMESTAMP_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid
 from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Params, Scope, read_params
@@ -173,14 +174,10 @@ async def list_payouts(request: Request, scope: Scope) -> JSONResponse:
 
 
 def _redacted(request: Request, params: Params) -> Params:
-    """The parameters as the idempotency layer may keep them: its fingerprint is a plain
-    SHA-256, so the account number enters it only as a digest keyed by the vault."""
-    bank = params.get("external_account")
-    if not isinstance(bank, dict) or not isinstance(bank.get("account_number"), str):
-        return params
     vault = payments_of(request).require_vault()
-    hidden = bank | {"account_number": vault.keyed_digest(str(bank["account_number"]))}
-    return params | {"external_account": hidden}
+    return hide_secrets(
+        params, "external_account", frozenset({"account_number"}), vault.keyed_digest
+    )
 
 
 def _banks_url(account_id: str) -> str:

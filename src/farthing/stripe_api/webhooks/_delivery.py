@@ -70,10 +70,10 @@ class _Result:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def backoff_s(attempt: int, rng: random.Random) -> float:
-    """Seconds before attempt ``attempt + 1``: exponential, capped, with ±20% jitter."""
-    base = min(BACKOFF_BASE_S * 2 ** min(attempt, 32), BACKOFF_MAX_S)
-    return float(base * rng.uniform(0.8, 1.2))
+def backoff_ns(attempt: int, rng: random.Random) -> int:
+    """Nanoseconds before attempt ``attempt + 1``: exponential, capped, with ±20% jitter."""
+    base_ns: int = min(BACKOFF_BASE_S * 2 ** min(attempt, 32), BACKOFF_MAX_S) * _NS
+    return base_ns * rng.randint(800, 1200) // 1000
 
 
 def _claim(engine: sa.Engine, vault: Vault, now_ns: int, limit: int) -> list[_Claim]:
@@ -170,7 +170,7 @@ def _record(
                 .values(status="disabled")
             )
         else:
-            delay_ns = int(backoff_s(claim.attempts, rng) * _NS)
+            delay_ns = backoff_ns(claim.attempts, rng)
             connection.execute(update.values(next_attempt_ns=now_ns + delay_ns))
 
 
