@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 __all__ = [
     "api_keys",
+    "audit_head",
+    "audit_log",
     "ledger_accounts",
     "ledger_failed_transfers",
     "ledger_holds",
@@ -543,4 +545,40 @@ stripe_event_stream_cursors = sa.Table(
     metadata,
     sa.Column("stream", sa.String(64), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+
+# The audit trail (PCI DSS 10.2): every authenticated request and administrative action, who
+# (key id or operator, never a secret), what, when, from where and the outcome. Append-only and
+# chained with HMAC like the ledger journal, so edits, deletions and reorderings are detected.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=False),
+    sa.Column("occurred_at_ns", sa.BigInteger, nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),  # api_key | operator | anonymous
+    sa.Column("actor", sa.String(120), nullable=False),  # key_... | user@host | -
+    sa.Column("tenant_id", sa.String(40), nullable=True),
+    sa.Column("mode", sa.String(4), nullable=True),
+    sa.Column("on_behalf_of", sa.String(64), nullable=True),  # Stripe-Account
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("object_ids", sa.String(1000), nullable=True),  # space-separated
+    sa.Column("origin", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(8), nullable=False),  # success | failure
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.Index(None, "actor", "occurred_at_ns"),
+    sa.Index(None, "tenant_id", "occurred_at_ns"),
+    sa.Index(None, "occurred_at_ns"),
+)
+
+# A single row: the newest audit record. Locking it serialises appends across processes.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
 )

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import farthing
+from farthing.audit import AuditMiddleware, AuditWriter, audit_key_from
 from farthing.config import Settings
 from farthing.db.engine import create_engine
 from farthing.http._errors import install_error_handlers
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     engine = create_engine(settings.database_url)
     ledger = LedgerService(engine, journal_key=settings.journal_key)
+    audit = AuditWriter(engine, key=audit_key_from(settings.journal_key))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await ledger.stop()
+            audit.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -83,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(stripe_router)
     app.add_middleware(BodySizeLimit, body_bytes_max=BODY_BYTES_MAX)
+    # Outside the body limit so that its 413s are audited too; inside the request id.
+    app.add_middleware(AuditMiddleware, writer=audit)
     # Outermost, so that refusals by the body limit carry a Request-Id as well.
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -37,6 +37,8 @@ def require_any_key(request: Request) -> ApiKey:
             code="api_key_invalid",
             message="Invalid API key provided.",
         )
+    # The audit trail's "who" (farthing.audit.AUDIT_KEY_STATE): the key, never its secret.
+    request.state.audit_key = key
     # Counted per key after authentication: unauthenticated floods cannot drain a key's bucket.
     limiter: RateLimiter = request.app.state.rate_limiter
     if not limiter.allow(key.id):

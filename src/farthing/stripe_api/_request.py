@@ -224,6 +224,7 @@ class RequestIdMiddleware:
             await self._app(scope, receive, send)
             return
         request_id = ("req_" + secrets.token_urlsafe(REQUEST_ID_BYTES)).encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode()  # For the audit trail.
 
         async def with_request_id(message: asgi.Message) -> None:
             if message["type"] == "http.response.start":

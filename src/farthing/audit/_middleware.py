@@ -1,0 +1,135 @@
+"""Records every API request in the audit trail before its response's last byte is sent.
+
+Who comes from the key the authentication dependency put in the request's state (its id, never
+the secret); what is the method and the route's template (never the raw path, which a client
+controls) plus the ids in the path and the id of the object answered; where is the peer address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from starlette import types as asgi
+
+from farthing.audit._record import (
+    OBJECT_IDS_COUNT_MAX,
+    ORIGIN_LENGTH_MAX,
+    SHORT_LENGTH_MAX,
+    AuditRecord,
+    clean_id,
+    clean_text,
+)
+from farthing.audit._writer import AuditWriter
+
+__all__ = ["AUDIT_KEY_STATE", "REQUEST_ID_STATE", "AuditMiddleware"]
+
+# Names in the request's state (scope["state"]) that other layers fill in.
+AUDIT_KEY_STATE = "audit_key"
+REQUEST_ID_STATE = "request_id"
+# Bodies larger than this are not parsed for the answered object's id.
+ID_SNIFF_BYTES_MAX = 64 * 1024
+UNAUDITED_PATHS = frozenset({"/openapi.json"})
+_log = logging.getLogger("farthing.audit")
+
+
+class AuditMiddleware:
+    def __init__(self, app: asgi.ASGIApp, *, writer: AuditWriter) -> None:
+        self._app = app
+        self._writer = writer
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
+            await self._app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = 0
+        recorded = False
+
+        async def audited_send(message: asgi.Message) -> None:
+            nonlocal status, recorded
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                recorded = True
+                await self._record(scope, state, status, message.get("body", b""))
+            await send(message)
+
+        try:
+            await self._app(scope, receive, audited_send)
+        finally:
+            if not recorded:  # An unhandled error: its 500 is answered outside this layer.
+                await self._record(scope, state, status or 500, b"")
+
+    async def _record(
+        self, scope: asgi.Scope, state: dict[str, Any], status: int, body: bytes
+    ) -> None:
+        try:
+            record = _record_of(scope, state, status, body)
+            future = self._writer.try_submit(record)
+            if future is None:  # Queue full: write in a worker thread (back-pressure, no loss).
+                await asyncio.to_thread(self._writer.write_now, [record])
+            else:
+                await asyncio.wrap_future(future)
+        except Exception:  # noqa: BLE001 - the request's own effects are committed already
+            _log.exception("audit record not written (status %s)", status)
+
+
+def _record_of(scope: asgi.Scope, state: dict[str, Any], status: int, body: bytes) -> AuditRecord:
+    key = state.get(AUDIT_KEY_STATE)
+    route = scope.get("route")
+    method = clean_text(scope.get("method", "?"), length_max=16)
+    template = getattr(route, "path", None)
+    action = f"{method} {template}" if isinstance(template, str) else f"{method} (no route)"
+    client = scope.get("client")
+    request_id = state.get(REQUEST_ID_STATE)
+    return AuditRecord(
+        occurred_at_ns=time.time_ns(),
+        actor_kind="anonymous" if key is None else "api_key",
+        actor="-" if key is None else key.id,
+        tenant_id=None if key is None else key.tenant_id,
+        mode=None if key is None else key.mode.value,
+        on_behalf_of=_header(scope, b"stripe-account"),
+        action=clean_text(action, length_max=200),
+        object_ids=_object_ids(scope, body),
+        origin=clean_text(str(client[0]) if client else "-", length_max=ORIGIN_LENGTH_MAX),
+        outcome="success" if 0 < status < 400 else "failure",
+        status=status,
+        request_id=None if request_id is None else clean_text(request_id, length_max=64),
+    )
+
+
+def _header(scope: asgi.Scope, name: bytes) -> str | None:
+    for header, value in scope.get("headers", ()):
+        if header == name:
+            return clean_text(value.decode("latin-1"), length_max=SHORT_LENGTH_MAX) or "?"
+    return None
+
+
+def _object_ids(scope: asgi.Scope, body: bytes) -> tuple[str, ...]:
+    ids: list[str] = []
+    for value in (scope.get("path_params") or {}).values():
+        text = clean_id(str(value))
+        if text and text not in ids:
+            ids.append(text)
+    answered = _answered_id(body)
+    if answered is not None and answered not in ids:
+        ids.append(answered)
+    return tuple(ids[:OBJECT_IDS_COUNT_MAX])
+
+
+def _answered_id(body: bytes) -> str | None:
+    """The ``id`` of a single object in a JSON answer (a list's items are not recorded)."""
+    if not body.startswith(b"{") or len(body) > ID_SNIFF_BYTES_MAX:
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    answered = document.get("id") if isinstance(document, dict) else None
+    if not isinstance(answered, str) or document.get("object") == "list":
+        return None
+    return clean_id(answered) or None
