@@ -16,6 +16,7 @@ from farthing.audit import AuditMiddleware, AuditWriter, audit_key_from
 from farthing.config import Settings
 from farthing.db.engine import create_engine
 from farthing.http._errors import install_error_handlers
+from farthing.http._headers import SecurityHeaders
 from farthing.http._limits import BodySizeLimit
 from farthing.http._ratelimit import InMemoryRateLimiter
 from farthing.ledger_service import LedgerService
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AuditMiddleware, writer=audit)
     # Outermost, so that refusals by the body limit carry a Request-Id as well.
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeaders)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
