@@ -18,6 +18,9 @@ __all__ = ["POLL_S_MAX", "POLL_S_MIN", "run_worker"]
 # The idle worker polls within these bounds (a tighter loop would only burn the database).
 POLL_S_MIN = 0.05
 POLL_S_MAX = 60.0
+# Every outbound call is bounded: connecting to NATS, and reconnecting after it went away.
+NATS_CONNECT_TIMEOUT_S = 5.0
+NATS_RECONNECT_ATTEMPTS_MAX = 60
 
 
 async def run_worker(
@@ -31,7 +34,11 @@ async def run_worker(
     if settings.nats_url is not None:
         import nats  # noqa: PLC0415
 
-        connection = await nats.connect(settings.nats_url)
+        connection = await nats.connect(
+            settings.nats_url,
+            connect_timeout=NATS_CONNECT_TIMEOUT_S,
+            max_reconnect_attempts=NATS_RECONNECT_ATTEMPTS_MAX,
+        )
         js = connection.jetstream()
         await ensure_stream(
             js, stream=settings.nats_stream, subject_prefix=settings.nats_subject_prefix
