@@ -6,7 +6,7 @@ DATABASE_URL ?= sqlite:///var/farthing.db
 HOST ?= 127.0.0.1
 PORT ?= 8420
 
-.PHONY: serve test lint typecheck bench crash fuzz clean
+.PHONY: serve test lint typecheck bench crash fuzz audit-deps clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: lint typecheck
 # Longer campaigns (documented in README): not part of make test.
 crash: $(VENV)/.installed-dev
 	FARTHING_CRASH_ROUNDS=$${FARTHING_CRASH_ROUNDS:-200} $(BIN)/pytest tests/ledger_service/test_crash.py
+
+# Known vulnerabilities in the installed dependencies (needs the PyPI/OSV advisory service).
+audit-deps: $(VENV)/.installed-dev
+	$(BIN)/pip-audit --skip-editable --strict
 
 bench: $(VENV)/.installed
 	$(BIN)/farthing bench ledger --database-url sqlite:///var/bench.db

@@ -45,6 +45,25 @@ class StoredRecord:
     record: AuditRecord
     mac: str
 
+    def as_dict(self) -> dict[str, object]:
+        """The record as ``farthing audit list`` prints it (JSON-ready)."""
+        record = self.record
+        return {
+            "seq": self.seq,
+            "occurred_at_ns": record.occurred_at_ns,
+            "actor_kind": record.actor_kind,
+            "actor": record.actor,
+            "account": record.tenant_id,
+            "mode": record.mode,
+            "on_behalf_of": record.on_behalf_of,
+            "action": record.action,
+            "object_ids": list(record.object_ids),
+            "origin": record.origin,
+            "outcome": record.outcome,
+            "status": record.status,
+            "request_id": record.request_id,
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditQuery:
