@@ -76,7 +76,8 @@ ACCOUNT_IDS = ("a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2")
 CURRENCIES = ("USD", "USD", "JPY")
 # 0 never expires; 10**6 s is eleven days away: no hold expires while a run lasts.
 HOLD_TIMEOUTS = (0, 10**6)
-METADATA: tuple[Metadata, ...] = ((), (), (("k", "v"),))
+# The last one holds what COPY's text format must escape (backslash, tab, newline, CR).
+METADATA: tuple[Metadata, ...] = ((), (), (("k", "v"),), (("note", 'a\tb\\c\nd\re "q" \\N'),))
 DEBITS_LIMITED = AccountFlags.debits_must_not_exceed_credits
 CREDITS_LIMITED = AccountFlags.credits_must_not_exceed_debits
 
