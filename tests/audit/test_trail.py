@@ -19,6 +19,7 @@ from farthing.audit import (
     clean_text,
     query,
     record_operator_action,
+    safe_id,
     verify,
 )
 from farthing.db.engine import begin_write, create_engine
@@ -60,6 +61,16 @@ def test_clean_text_masks_card_numbers_and_separators() -> None:
     assert clean_text("4242424242424242", length_max=64) == "[digits]"
     assert clean_text("pm_\x1f\x1e\x00é x", length_max=64) == "pm_???? x"
     assert clean_id("pm_\x1f x") == "pm_??x"
+
+
+def test_ids_of_our_own_keep_their_digits() -> None:
+    """Random hex ids can hold long digit runs; they are recorded as they are (a card number
+    can only come in through what a client sends, which is masked)."""
+    digits_id = "key_4453431340263115484ffdd6"
+    assert safe_id(digits_id) == digits_id
+    assert clean_id(digits_id) == "key_[digits]ffdd6"
+    record = _record(1, actor=digits_id, tenant="acct_98303ae6fc29012348372871")
+    assert record.actor == digits_id
     assert clean_text("a" * 100, length_max=10) == "a" * 10
     assert clean_text("req_12345678901", length_max=64) == "req_12345678901"  # 11 digits stay
 

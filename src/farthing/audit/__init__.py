@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from farthing.audit._middleware import AUDIT_KEY_STATE, REQUEST_ID_STATE, AuditMiddleware
 from farthing.audit._operator import operator_name, record_operator_action
-from farthing.audit._record import AuditRecord, audit_key_from, clean_id, clean_text
+from farthing.audit._record import (
+    AuditRecord,
+    audit_key_from,
+    clean_id,
+    clean_text,
+    safe_id,
+    safe_text,
+)
 from farthing.audit._store import (
     QUERY_LIMIT_MAX,
     AuditQuery,
@@ -40,5 +47,7 @@ __all__ = [
     "operator_name",
     "query",
     "record_operator_action",
+    "safe_id",
+    "safe_text",
     "verify",
 ]

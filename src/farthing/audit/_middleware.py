@@ -22,6 +22,8 @@ from farthing.audit._record import (
     AuditRecord,
     clean_id,
     clean_text,
+    safe_id,
+    safe_text,
 )
 from farthing.audit._writer import AuditWriter
 
@@ -89,8 +91,8 @@ def _record_of(scope: asgi.Scope, state: dict[str, Any], status: int, body: byte
     return AuditRecord(
         occurred_at_ns=time.time_ns(),
         actor_kind="anonymous" if key is None else "api_key",
-        actor="-" if key is None else key.id,
-        tenant_id=None if key is None else key.tenant_id,
+        actor="-" if key is None else safe_id(key.id),
+        tenant_id=None if key is None else safe_id(key.tenant_id),
         mode=None if key is None else key.mode.value,
         on_behalf_of=_header(scope, b"stripe-account"),
         action=clean_text(action, length_max=200),
@@ -98,7 +100,7 @@ def _record_of(scope: asgi.Scope, state: dict[str, Any], status: int, body: byte
         origin=clean_text(str(client[0]) if client else "-", length_max=ORIGIN_LENGTH_MAX),
         outcome="success" if 0 < status < 400 else "failure",
         status=status,
-        request_id=None if request_id is None else clean_text(request_id, length_max=64),
+        request_id=None if request_id is None else safe_text(request_id, length_max=64),
     )
 
 
@@ -132,4 +134,4 @@ def _answered_id(body: bytes) -> str | None:
     answered = document.get("id") if isinstance(document, dict) else None
     if not isinstance(answered, str) or document.get("object") == "list":
         return None
-    return clean_id(answered) or None
+    return safe_id(answered) or None

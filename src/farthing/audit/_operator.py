@@ -9,7 +9,7 @@ import time
 
 import sqlalchemy as sa
 
-from farthing.audit._record import ACTOR_LENGTH_MAX, AuditRecord, clean_id, clean_text
+from farthing.audit._record import ACTOR_LENGTH_MAX, AuditRecord, clean_text, safe_id, safe_text
 from farthing.audit._store import append
 
 __all__ = ["operator_name", "record_operator_action"]
@@ -40,10 +40,10 @@ def record_operator_action(  # noqa: PLR0913 - the PCI fields, each named
         occurred_at_ns=time.time_ns(),
         actor_kind="operator",
         actor=operator_name(),
-        tenant_id=tenant_id,
+        tenant_id=None if tenant_id is None else safe_id(tenant_id),
         mode=mode,
-        action=clean_text(action, length_max=200),
-        object_ids=tuple(clean_id(object_id) for object_id in object_ids),
+        action=safe_text(action, length_max=200),
+        object_ids=tuple(safe_id(object_id) for object_id in object_ids),
         origin="cli",
         outcome="success" if success else "failure",
         status=0,

@@ -23,6 +23,8 @@ __all__ = [
     "clean_id",
     "clean_text",
     "record_mac",
+    "safe_id",
+    "safe_text",
 ]
 
 ACTOR_KINDS = frozenset({"api_key", "operator", "anonymous"})
@@ -40,18 +42,31 @@ _UNSAFE = re.compile(r"[^\x20-\x7e]")  # Printable ASCII only: ids, routes, addr
 _AUDIT_KEY_LABEL = b"farthing audit trail v1"
 
 
+def safe_text(text: str, *, length_max: int) -> str:
+    """Text of our own making (ids Farthing issued) fit to record: printable ASCII only, so the
+    record encoding's separators never occur, and bounded."""
+    assert length_max > 0
+    return _UNSAFE.sub("?", text[:length_max])
+
+
 def clean_text(text: str, *, length_max: int) -> str:
-    """Untrusted text made safe to record: printable ASCII only (so the record encoding's
-    separators never occur), long digit runs masked, bounded length."""
+    """Text a client sent (paths, headers) fit to record: ``safe_text`` with every run of 12 or
+    more digits masked, since it could hold a card number."""
     assert length_max > 0
     cleaned = _LONG_DIGITS.sub("[digits]", _UNSAFE.sub("?", text[: length_max * 2]))
     return cleaned[:length_max]
 
 
 def clean_id(text: str) -> str:
-    """An untrusted object id made safe to record: ``clean_text`` without spaces (ids are
-    stored space-separated)."""
+    """An id a client sent, fit to record: ``clean_text`` without spaces (ids are stored
+    space-separated). An id of ours with a long digit run is masked too when it comes this way;
+    the id of the object answered is recorded as well, unmasked (``safe_id``)."""
     return clean_text(text, length_max=SHORT_LENGTH_MAX).replace(" ", "?")
+
+
+def safe_id(text: str) -> str:
+    """An id of our own making, fit to record (``safe_text`` without spaces)."""
+    return safe_text(text, length_max=SHORT_LENGTH_MAX).replace(" ", "?")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,9 +94,9 @@ class AuditRecord:
         assert self.mode in {None, "test", "live"}
         assert len(self.object_ids) <= OBJECT_IDS_COUNT_MAX
         for text, length_max in self._texts():
-            assert text == clean_text(text, length_max=length_max), text
+            assert text == safe_text(text, length_max=length_max), text
         for object_id in self.object_ids:
-            assert object_id == clean_id(object_id), object_id
+            assert object_id == safe_id(object_id), object_id
 
     def _texts(self) -> tuple[tuple[str, int], ...]:
         optional = (self.tenant_id, self.on_behalf_of, self.request_id)
