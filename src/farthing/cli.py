@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from farthing._errors import FarthingError
+
+if TYPE_CHECKING:
+    from farthing.vault import VaultKeys
 
 __all__ = ["app", "main"]
 
@@ -22,6 +25,8 @@ app.add_typer(accounts_app, name="accounts")
 events_app = typer.Typer(no_args_is_help=True, help="Events and webhook deliveries.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(events_app, name="events")
+vault_app = typer.Typer(no_args_is_help=True, help="The card vault's keys.")
+app.add_typer(vault_app, name="vault")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -111,6 +116,109 @@ def keys_create(
     finally:
         engine.dispose()
     typer.echo(secret)
+
+
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+DURATION_TEXT_LENGTH_MAX = 12
+
+
+def _duration_s(text: str, *, maximum_s: int, param_hint: str) -> int:
+    """``0``, ``90s``, ``30m``, ``24h`` or ``7d`` as seconds (a bare number is seconds)."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS_S.get(value[-1:], 0) if value else 0
+    digits = value[:-1] if unit else value
+    if not (0 < len(value) <= DURATION_TEXT_LENGTH_MAX and digits.isdecimal()):
+        msg = "expected a duration such as 0, 90s, 30m, 24h or 7d"
+        raise typer.BadParameter(msg, param_hint=param_hint)
+    seconds = int(digits) * (unit or 1)
+    if seconds > maximum_s:
+        raise typer.BadParameter(f"at most {maximum_s // 3600} hours", param_hint=param_hint)
+    return seconds
+
+
+def _utc(ns: int | None) -> str | None:
+    import datetime as dt  # noqa: PLC0415
+
+    if ns is None:
+        return None
+    moment = dt.datetime.fromtimestamp(ns // 10**9, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@keys_app.command("list")
+def keys_list(
+    database_url: DatabaseUrl = None,
+    account: Annotated[str | None, typer.Option(help="acct_... (every account if omitted)")] = None,
+) -> None:
+    """Print keys as JSON lines, oldest first: ids, redacted forms and dates, never secrets."""
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from farthing.auth import KEYS_LIST_MAX, list_keys  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with engine.connect() as connection:
+            keys = list_keys(connection, tenant_id=account, limit=KEYS_LIST_MAX)
+    finally:
+        engine.dispose()
+    now_ns = time.time_ns()
+    for key in keys:
+        line = {
+            "id": key.id, "account": key.tenant_id, "mode": key.mode.value,
+            "kind": "restricted" if key.restricted else "secret", "redacted": key.redacted,
+            "created": _utc(key.created_at_ns), "expires": _utc(key.expires_at_ns),
+            "revoked": _utc(key.revoked_at_ns), "status": key.status(now_ns),
+        }  # fmt: skip
+        typer.echo(json.dumps(line))
+    if len(keys) == KEYS_LIST_MAX:
+        _err(f"only the oldest {KEYS_LIST_MAX} keys are listed; narrow with --account")
+
+
+@keys_app.command("roll")
+def keys_roll(
+    key_id: Annotated[str, typer.Argument(help="key_... to replace")],
+    database_url: DatabaseUrl = None,
+    expires_in: Annotated[
+        str, typer.Option(help="How long the old key keeps working: 0 (now), 90s, 30m, 24h, 7d")
+    ] = "24h",
+) -> None:
+    """Print a new key (same account, mode and permissions) alone on stdout; the old one expires
+    after --expires-in."""
+    from farthing.auth import ROLL_EXPIRES_IN_S_MAX, roll_key  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
+
+    seconds = _duration_s(expires_in, maximum_s=ROLL_EXPIRES_IN_S_MAX, param_hint="--expires-in")
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with begin_write(engine) as connection:
+            secret = roll_key(connection, key_id, expires_in_s=seconds)
+    finally:
+        engine.dispose()
+    _err(f"rolled {key_id}: it stops working in {seconds} s")
+    typer.echo(secret)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="key_... to revoke")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a key at once: its next request gets 401."""
+    from farthing.auth import revoke_key  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
+
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with begin_write(engine) as connection:
+            revoke_key(connection, key_id)
+    finally:
+        engine.dispose()
+    _err(f"revoked {key_id}")
 
 
 ModeOption = Annotated[str, typer.Option("--mode", help="test or live")]
@@ -209,6 +317,122 @@ def accounts_create(
     finally:
         engine.dispose()
     typer.echo(tenant_id)
+
+
+def _vault_keys_or_exit() -> VaultKeys:
+    from farthing.config import load_vault_keys  # noqa: PLC0415
+
+    keys = load_vault_keys()
+    if keys is None:
+        _err("no vault key: set FARTHING_VAULT_KEY_FILE (or run `farthing init`)")
+        raise typer.Exit(2)
+    return keys
+
+
+def _check_batch_size(batch_size: int) -> None:
+    from farthing.stripe_api.vault_rotation import ROTATE_BATCH_SIZE_MAX  # noqa: PLC0415
+
+    if not 0 < batch_size <= ROTATE_BATCH_SIZE_MAX:
+        msg = f"1 to {ROTATE_BATCH_SIZE_MAX}"
+        raise typer.BadParameter(msg, param_hint="--batch-size")
+
+
+def _rewrap(database_url: str | None, keys: VaultKeys, batch_size: int) -> None:
+    """Every sealed row under the current key of ``keys``; prints counts, exits 1 if rows are
+    left under other keys."""
+    import dataclasses  # noqa: PLC0415
+
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+    from farthing.stripe_api.vault_rotation import RotationError, rewrap_all  # noqa: PLC0415
+    from farthing.vault import Vault  # noqa: PLC0415
+
+    _check_batch_size(batch_size)
+
+    # Fixed keys (no reloading of the file) for the whole run.
+    vault = Vault(dataclasses.replace(keys, path=None))
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        report = rewrap_all(engine, vault, batch_size=batch_size)
+    except RotationError as error:
+        _err(f"error: {error}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    done = ", ".join(f"{count} {name}" for name, count in report.rewrapped.items())
+    _err(f"re-wrapped under vault key {report.key_id}: {done}")
+    if report.remaining:
+        _err(f"{report.remaining} rows are still under other keys: a server may be running with "
+             "an old key configuration; restart it and run this again")  # fmt: skip
+        raise typer.Exit(1)
+
+
+RotateBatchSize = Annotated[int, typer.Option(help="Rows per transaction (at most 500)")]
+
+
+@vault_app.command("rotate")
+def vault_rotate(
+    database_url: DatabaseUrl = None,
+    key_only: Annotated[
+        bool, typer.Option(help="Only make the new key in the key file; re-wrap nothing")
+    ] = False,
+    batch_size: RotateBatchSize = 500,
+) -> None:
+    """Make a new vault key (the old one stays readable) and re-wrap every stored card number
+    and webhook secret under it, batch by batch, while servers keep serving. Run again after an
+    interruption: it resumes. Then `farthing vault retire` removes the old key."""
+    import os  # noqa: PLC0415
+
+    from farthing.vault import VaultKeys, key_id_of, new_kek, write_key_file  # noqa: PLC0415
+
+    _check_batch_size(batch_size)
+    keys = _vault_keys_or_exit()
+    path = keys.path
+    if not keys.previous:
+        if path is None or "FARTHING_VAULT_KEY" in os.environ:
+            _err("the keys come from FARTHING_VAULT_KEY, which this command cannot change: "
+                 "rotate a key file (FARTHING_VAULT_KEY_FILE), see docs/security.md")  # fmt: skip
+            raise typer.Exit(2)
+        # The fingerprint key is kept as it was, so card fingerprints never change.
+        keys = VaultKeys(
+            current=new_kek(),
+            previous=(keys.current,),
+            fingerprint=keys.fingerprint_key(),
+            path=path,
+        )
+        write_key_file(path, keys)
+        _err(f"new vault key {key_id_of(keys.current)} in {keys.path}; the previous key "
+             f"{key_id_of(keys.previous[0])} only opens until `farthing vault retire`")  # fmt: skip
+    else:
+        _err(f"resuming: vault key {key_id_of(keys.current)} is current")
+    if not key_only:
+        _rewrap(database_url, keys, batch_size)
+
+
+@vault_app.command("retire")
+def vault_retire(database_url: DatabaseUrl = None, batch_size: RotateBatchSize = 500) -> None:
+    """After `rotate`: check that nothing is left under the previous keys (re-wrapping any
+    stragglers), then remove them from the key file. Each goes to KEYFILE.retired-KEYID (0600):
+    keep it offline with backups from before the rotation, or delete it."""
+    import os  # noqa: PLC0415
+
+    from farthing.vault import VaultKeys, key_id_of, write_key_file  # noqa: PLC0415
+
+    _check_batch_size(batch_size)
+    keys = _vault_keys_or_exit()
+    if not keys.previous:
+        _err(f"nothing to retire: vault key {key_id_of(keys.current)} is the only key")
+        return
+    _rewrap(database_url, keys, batch_size)
+    if keys.path is None or "FARTHING_VAULT_KEY" in os.environ:
+        _err("nothing is sealed under the previous keys any more: remove their previous: "
+             "entries from FARTHING_VAULT_KEY and restart the servers")  # fmt: skip
+        return
+    for key in keys.previous:
+        retired = keys.path.with_name(f"{keys.path.name}.retired-{key_id_of(key)}")
+        write_key_file(retired, VaultKeys(current=key))
+        _err(f"retired vault key {key_id_of(key)}: moved to {retired}")
+    write_key_file(keys.path, VaultKeys(current=keys.current, fingerprint=keys.fingerprint_key()))
 
 
 @app.command()

@@ -6,7 +6,8 @@
 | FARTHING_JOURNAL_KEY | (unset) | hex key (>= 32 bytes) of the journal's HMAC chain |
 | FARTHING_JOURNAL_KEY_FILE | var/journal.key | file holding that key; `farthing init` creates it |
 | FARTHING_VAULT_KEY | (unset) | hex key (32 bytes) that wraps the card vault's data keys |
-| FARTHING_VAULT_KEY_FILE | var/vault.key | file holding that key; `farthing init` creates it |
+| FARTHING_VAULT_KEY_FILE | var/vault.key | file holding that key; `farthing init` creates it, |
+| | | `farthing vault rotate` rewrites it (see farthing.vault.VaultKeys for rotation's format) |
 | FARTHING_PRICING | (unset) | per currency ``usd:290:30,eur:250:25`` (basis points:fixed minor) |
 | FARTHING_FEE_BPS | 290 | percentage part of the fee for other currencies, in basis points (2.9%) |
 | FARTHING_FEE_FIXED_MINOR | 30 | fixed part of the fee for other currencies, in minor units |
@@ -14,6 +15,8 @@
 | FARTHING_AUTHORIZATION_TTL_S | 604800 | an uncaptured authorisation expires after this (7 days) |
 | FARTHING_RATE_LIMIT_PER_S | 1000 | requests per second per API key, on average (429 beyond) |
 | FARTHING_RATE_LIMIT_BURST | 2000 | requests per API key at once |
+| FARTHING_REDIS_URL | (unset) | Redis shared by every server process for the rate-limit buckets |
+| FARTHING_REDIS_KEY_PREFIX | farthing:ratelimit: | prefix of those buckets' Redis keys |
 | FARTHING_WEBHOOK_ALLOW_LOOPBACK | (unset) | `1`: test-mode webhooks may go to loopback URLs |
 | FARTHING_SERVE_WORKER | (unset) | `1`: `farthing serve` also runs the worker (webhooks, stream) |
 | FARTHING_NATS_URL | (unset) | NATS server: `farthing worker` also publishes events to JetStream |
@@ -33,6 +36,7 @@ from types import MappingProxyType
 
 from farthing._errors import ConfigurationError
 from farthing.ledger import JOURNAL_KEY_LENGTH_MIN, TIMEOUT_S_MAX, is_currency
+from farthing.vault import VaultKeys
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -44,6 +48,8 @@ __all__ = [
     "ensure_vault_key_file",
     "load_journal_key",
     "load_vault_key",
+    "load_vault_keys",
+    "vault_key_file",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///var/farthing.db"
@@ -65,6 +71,9 @@ DEFAULT_AUTHORIZATION_TTL_S = 7 * 24 * 3600
 DEFAULT_RATE_LIMIT_PER_S = 1_000
 DEFAULT_RATE_LIMIT_BURST = 2_000
 RATE_LIMIT_MAX = 10**6
+DEFAULT_REDIS_KEY_PREFIX = "farthing:ratelimit:"
+REDIS_KEY_PREFIX_LENGTH_MAX = 100
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +169,14 @@ class Settings:
     database_url: str
     journal_key: bytes
     # None when no vault key is configured: the server runs, card endpoints answer 503.
-    vault_key: bytes | None = None
+    vault_key: VaultKeys | None = None
     payments: PaymentsSettings = field(default_factory=PaymentsSettings)
     # Per API key: requests per second on average, and at once.
     rate_limit_per_s: int = DEFAULT_RATE_LIMIT_PER_S
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
+    # Redis holding the rate-limit buckets of every server process; None: per process.
+    redis_url: str | None = None
+    redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
     # Test mode only: webhooks may go to loopback receivers (the test suite's).
     webhook_allow_loopback: bool = False
     # Run the worker (webhooks, event stream) inside `farthing serve` too.
@@ -181,6 +193,13 @@ class Settings:
         ):
             msg = f"rate limits must be between 1 and {RATE_LIMIT_MAX}"
             raise ConfigurationError(msg)
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_URL_SCHEMES):
+            # Not echoed: the URL may carry a password.
+            msg = "FARTHING_REDIS_URL must start with redis://, rediss:// or unix://"
+            raise ConfigurationError(msg)
+        if not 0 < len(self.redis_key_prefix) <= REDIS_KEY_PREFIX_LENGTH_MAX:
+            msg = f"FARTHING_REDIS_KEY_PREFIX takes 1 to {REDIS_KEY_PREFIX_LENGTH_MAX} characters"
+            raise ConfigurationError(msg)
 
     @classmethod
     def from_env(cls, *, database_url: str | None = None) -> Settings:
@@ -188,7 +207,7 @@ class Settings:
         return cls(
             database_url=url,
             journal_key=load_journal_key(),
-            vault_key=load_vault_key(),
+            vault_key=load_vault_keys(),
             payments=PaymentsSettings.from_env(),
             rate_limit_per_s=_integer(
                 os.environ, "FARTHING_RATE_LIMIT_PER_S", DEFAULT_RATE_LIMIT_PER_S
@@ -196,6 +215,9 @@ class Settings:
             rate_limit_burst=_integer(
                 os.environ, "FARTHING_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST
             ),
+            redis_url=os.environ.get("FARTHING_REDIS_URL") or None,
+            redis_key_prefix=os.environ.get("FARTHING_REDIS_KEY_PREFIX")
+            or DEFAULT_REDIS_KEY_PREFIX,
             webhook_allow_loopback=os.environ.get("FARTHING_WEBHOOK_ALLOW_LOOPBACK") == "1",
             serve_worker=os.environ.get("FARTHING_SERVE_WORKER") == "1",
             nats_url=os.environ.get("FARTHING_NATS_URL") or None,
@@ -243,37 +265,42 @@ def ensure_journal_key_file() -> None:
         file.write(secrets.token_hex(JOURNAL_KEY_LENGTH_MIN) + "\n")
 
 
-def _vault_key_file() -> Path:
+def vault_key_file() -> Path:
+    """Where the vault's keys live when FARTHING_VAULT_KEY is not set."""
     return Path(os.environ.get("FARTHING_VAULT_KEY_FILE", DEFAULT_VAULT_KEY_FILE))
 
 
-def load_vault_key() -> bytes | None:
-    """The vault's key-encryption key from FARTHING_VAULT_KEY, else from the key file; None when
-    neither exists. A key that is configured but malformed stops start-up (ConfigurationError)."""
+def load_vault_keys() -> VaultKeys | None:
+    """The vault's keys from FARTHING_VAULT_KEY, else from the key file (which a running vault
+    then re-reads when it changes); None when neither exists. Keys that are configured but
+    malformed stop start-up (ConfigurationError). Either holds one hex key, or the rotation
+    format of farthing.vault.VaultKeys (``CURRENT previous:HEX fingerprint:HEX``)."""
     text = os.environ.get("FARTHING_VAULT_KEY")
-    source = "FARTHING_VAULT_KEY"
+    source, path = "FARTHING_VAULT_KEY", None
     if text is None:
-        path = _vault_key_file()
+        path = vault_key_file()
         if not path.exists():
             return None
         text = path.read_text()
         source = str(path)
     try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        msg = f"vault key in {source} is not hex"
+        return VaultKeys.parse(text, path=path)
+    except ValueError as error:
+        msg = f"vault key in {source}: {error}"
         raise ConfigurationError(msg) from None
-    if len(key) != VAULT_KEY_LENGTH:
-        msg = f"vault key in {source} must be exactly {VAULT_KEY_LENGTH} bytes"
-        raise ConfigurationError(msg)
-    return key
+
+
+def load_vault_key() -> bytes | None:
+    """The current key-encryption key alone (see load_vault_keys)."""
+    keys = load_vault_keys()
+    return None if keys is None else keys.current
 
 
 def ensure_vault_key_file() -> None:
     """Create the vault key file (mode 0600) unless a key is configured already."""
     if "FARTHING_VAULT_KEY" in os.environ:
         return
-    path = _vault_key_file()
+    path = vault_key_file()
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)

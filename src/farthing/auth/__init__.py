@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from farthing.auth._keys import (
     ACCESS_LEVELS,
+    KEYS_LIST_MAX,
     NATIVE,
     PAYMENTS,
     RESOURCES,
+    ROLL_EXPIRES_IN_S_MAX,
     ApiKey,
+    KeyInfo,
     Mode,
     PermissionsError,
     authenticate,
@@ -17,16 +20,21 @@ from farthing.auth._keys import (
     default_tenant_id,
     ensure_default_tenant,
     ledger_id_for,
+    list_keys,
     parse_permissions,
     revoke_key,
+    roll_key,
 )
 
 __all__ = [
     "ACCESS_LEVELS",
+    "KEYS_LIST_MAX",
     "NATIVE",
     "PAYMENTS",
     "RESOURCES",
+    "ROLL_EXPIRES_IN_S_MAX",
     "ApiKey",
+    "KeyInfo",
     "Mode",
     "PermissionsError",
     "authenticate",
@@ -36,6 +44,8 @@ __all__ = [
     "default_tenant_id",
     "ensure_default_tenant",
     "ledger_id_for",
+    "list_keys",
     "parse_permissions",
     "revoke_key",
+    "roll_key",
 ]

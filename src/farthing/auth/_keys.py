@@ -26,10 +26,13 @@ from farthing.db.schema import api_keys, ledgers, tenants
 
 __all__ = [
     "ACCESS_LEVELS",
+    "KEYS_LIST_MAX",
     "NATIVE",
     "PAYMENTS",
     "RESOURCES",
+    "ROLL_EXPIRES_IN_S_MAX",
     "ApiKey",
+    "KeyInfo",
     "Mode",
     "PermissionsError",
     "authenticate",
@@ -39,8 +42,10 @@ __all__ = [
     "default_tenant_id",
     "ensure_default_tenant",
     "ledger_id_for",
+    "list_keys",
     "parse_permissions",
     "revoke_key",
+    "roll_key",
 ]
 
 # Ledger purposes: a tenant's own ledger (/ledger/v1) and the ledger of its payments (/v1).
@@ -71,6 +76,11 @@ RESOURCES = frozenset(
 ACCESS_LEVELS = ("read", "write")  # In increasing order: write implies read.
 # `--restricted` text: one entry per resource at most, so its length is bounded by the set.
 PERMISSIONS_TEXT_LENGTH_MAX = 1000
+# A rolled key keeps working for at most this long (Stripe's limit too): long enough to deploy
+# the new key everywhere, short enough that a leaked key does not linger.
+ROLL_EXPIRES_IN_S_MAX = 7 * 24 * 3600
+KEYS_LIST_MAX = 1000
+_NS_PER_S = 1_000_000_000
 
 
 class Mode(enum.Enum):
@@ -239,7 +249,24 @@ def create_key(
         raise NotFoundError(msg)
     ledger_id_for(connection, tenant_id, mode)  # Its ledgers must exist.
     granted = None if permissions is None else _checked_permissions(permissions)
-    prefix = "sk" if granted is None else "rk"
+    return _insert_key(
+        connection,
+        tenant_id=tenant_id,
+        mode=mode,
+        expires_at_ns=expires_at_ns,
+        permissions=None if granted is None else json.dumps(granted, sort_keys=True),
+    )
+
+
+def _insert_key(
+    connection: sa.Connection,
+    *,
+    tenant_id: str,
+    mode: Mode,
+    expires_at_ns: int | None,
+    permissions: str | None,
+) -> str:
+    prefix = "sk" if permissions is None else "rk"
     secret = f"{prefix}_{mode.value}_" + secrets.token_urlsafe(SECRET_BYTES)
     connection.execute(
         api_keys.insert().values(
@@ -250,25 +277,124 @@ def create_key(
             redacted=secret[:8] + "..." + secret[-4:],
             created_at_ns=time.time_ns(),
             expires_at_ns=expires_at_ns,
-            permissions=None if granted is None else json.dumps(granted, sort_keys=True),
+            permissions=permissions,
         )
     )
     return secret
 
 
-def revoke_key(connection: sa.Connection, key_id: str) -> None:
+def revoke_key(connection: sa.Connection, key_id: str, *, now_ns: int | None = None) -> None:
+    """Revoke at once: the next request with the key gets 401 (keys are not cached)."""
     updated = connection.execute(
         api_keys.update()
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at_ns.is_(None))
-        .values(revoked_at_ns=time.time_ns())
+        .values(revoked_at_ns=time.time_ns() if now_ns is None else now_ns)
     )
     if updated.rowcount != 1:
         msg = f"no such active key: {key_id}"
         raise NotFoundError(msg)
 
 
-def authenticate(connection: sa.Connection, secret: str) -> ApiKey | None:
-    """The key behind a presented secret, or None if unknown, revoked or expired."""
+def roll_key(
+    connection: sa.Connection, key_id: str, *, expires_in_s: int, now_ns: int | None = None
+) -> str:
+    """A new key with the old one's account, mode and permissions (returned, shown once); the
+    old key expires ``expires_in_s`` seconds from now (0: at once), like Stripe's roll. A roll
+    never extends the old key's life, and a revoked or expired key cannot be rolled."""
+    assert 0 <= expires_in_s <= ROLL_EXPIRES_IN_S_MAX
+    now = time.time_ns() if now_ns is None else now_ns
+    query = sa.select(
+        api_keys.c.tenant_id,
+        api_keys.c.mode,
+        api_keys.c.permissions,
+        api_keys.c.expires_at_ns,
+        api_keys.c.revoked_at_ns,
+    ).where(api_keys.c.id == key_id)
+    # Locked: two concurrent rolls of one key serialise (SQLite's write transaction does this).
+    old = connection.execute(query.with_for_update()).one_or_none()
+    if old is None or old.revoked_at_ns is not None:
+        msg = f"no such active key: {key_id}"
+        raise NotFoundError(msg)
+    if old.expires_at_ns is not None and old.expires_at_ns <= now:
+        msg = f"key {key_id} has expired; create a new key instead"
+        raise NotFoundError(msg)
+    expires_at_ns = now + expires_in_s * _NS_PER_S
+    if old.expires_at_ns is not None:
+        expires_at_ns = min(expires_at_ns, old.expires_at_ns)
+    connection.execute(
+        api_keys.update().where(api_keys.c.id == key_id).values(expires_at_ns=expires_at_ns)
+    )
+    # The stored grant is copied as is: the new key may do exactly what the old one could.
+    return _insert_key(
+        connection,
+        tenant_id=old.tenant_id,
+        mode=Mode(old.mode),
+        expires_at_ns=None,
+        permissions=old.permissions,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyInfo:
+    """What may be shown about a key: never its secret, only the stored redacted form."""
+
+    id: str
+    tenant_id: str
+    mode: Mode
+    restricted: bool
+    redacted: str
+    created_at_ns: int
+    expires_at_ns: int | None
+    revoked_at_ns: int | None
+
+    def status(self, now_ns: int) -> str:
+        if self.revoked_at_ns is not None:
+            return "revoked"
+        if self.expires_at_ns is not None and self.expires_at_ns <= now_ns:
+            return "expired"
+        return "active"
+
+
+def list_keys(
+    connection: sa.Connection, *, tenant_id: str | None = None, limit: int = KEYS_LIST_MAX
+) -> list[KeyInfo]:
+    """Keys oldest first, of one account or all."""
+    assert 0 < limit <= KEYS_LIST_MAX
+    query = sa.select(
+        api_keys.c.id,
+        api_keys.c.tenant_id,
+        api_keys.c.mode,
+        api_keys.c.permissions,
+        api_keys.c.redacted,
+        api_keys.c.created_at_ns,
+        api_keys.c.expires_at_ns,
+        api_keys.c.revoked_at_ns,
+    )
+    if tenant_id is not None:
+        query = query.where(api_keys.c.tenant_id == tenant_id)
+    rows = connection.execute(
+        query.order_by(api_keys.c.created_at_ns, api_keys.c.id).limit(limit)
+    ).all()
+    return [
+        KeyInfo(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            mode=Mode(row.mode),
+            restricted=row.permissions is not None,
+            redacted=row.redacted,
+            created_at_ns=row.created_at_ns,
+            expires_at_ns=row.expires_at_ns,
+            revoked_at_ns=row.revoked_at_ns,
+        )
+        for row in rows
+    ]
+
+
+def authenticate(
+    connection: sa.Connection, secret: str, *, now_ns: int | None = None
+) -> ApiKey | None:
+    """The key behind a presented secret, or None if unknown, revoked or expired. Read from the
+    database on every call: a revocation or expiry applies to the very next request."""
     if not 0 < len(secret) <= SECRET_LENGTH_MAX:
         return None
     row = connection.execute(
@@ -294,7 +420,8 @@ def authenticate(connection: sa.Connection, secret: str) -> ApiKey | None:
     ).one_or_none()
     if row is None or row.revoked_at_ns is not None:
         return None
-    if row.expires_at_ns is not None and row.expires_at_ns <= time.time_ns():
+    now = time.time_ns() if now_ns is None else now_ns
+    if row.expires_at_ns is not None and row.expires_at_ns <= now:
         return None
     permissions = None
     if row.permissions is not None:

@@ -18,7 +18,7 @@ from farthing.db.engine import create_engine
 from farthing.http._errors import install_error_handlers
 from farthing.http._headers import SecurityHeaders
 from farthing.http._limits import BodySizeLimit
-from farthing.http._ratelimit import InMemoryRateLimiter
+from farthing.http._ratelimit import rate_limiter_for
 from farthing.ledger_service import LedgerService
 from farthing.ledger_service._router import router as ledger_router
 from farthing.vault import Vault
@@ -79,9 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
         vault=app.state.vault,
         test_processor=SimulatedProcessor(),
     )
-    app.state.rate_limiter = InMemoryRateLimiter(
-        rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
-    )
+    # Shared by every server process in Redis when FARTHING_REDIS_URL is set.
+    app.state.rate_limiter = rate_limiter_for(settings)
     app.state.webhook_allow_loopback = settings.webhook_allow_loopback
     install_error_handlers(app)
     app.include_router(ledger_router)

@@ -1,28 +1,98 @@
-"""Per-key rate limiting: a token bucket per API key, in process memory.
+"""Per-key rate limiting: a token bucket per API key, in process memory or shared in Redis.
 
 Each key may make ``rate_per_s`` requests per second on average and ``burst`` at once. A request
 over the limit gets Stripe's 429 ``rate_limit_error`` (the SDK's ``RateLimitError``) before it
-does anything. Several server processes each keep their own buckets; a shared store (Redis) is
-the security-baseline issue's next step, behind the same ``allow`` interface.
+does anything. One server process keeps its buckets in memory; with ``FARTHING_REDIS_URL`` every
+process shares them in Redis, so N processes allow one burst per key, not N.
+
+When Redis cannot be reached the shared limiter fails closed: 503 ``rate_limiter_unavailable``
+(see docs/security.md for why), never an unlimited pass.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Protocol
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from farthing.config import REDIS_KEY_PREFIX_LENGTH_MAX, Settings
 from farthing.http._errors import ApiError
 
-__all__ = ["InMemoryRateLimiter", "RateLimiter", "rate_limited"]
+__all__ = [
+    "InMemoryRateLimiter",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "rate_limited",
+    "rate_limiter_for",
+    "rate_limiter_unavailable",
+]
+
+_log = logging.getLogger("farthing.http")
 
 # Buckets kept at once; beyond this the idle ones are dropped (a full bucket is the default).
 BUCKETS_MAX = 100_000
+# Redis is on every request's path: a slow or unreachable Redis must cost a request at most
+# about (1 + retries) * (connect + read) timeouts, never hang a worker thread.
+REDIS_CONNECT_TIMEOUT_S = 0.5
+REDIS_READ_TIMEOUT_S = 0.5
+# One immediate retry replaces a pooled connection that a Redis restart closed.
+REDIS_RETRIES_MAX = 1
+# Above the server's worker threads (40): a request never waits for a free connection.
+REDIS_CONNECTIONS_MAX = 64
+# Tokens are counted in millionths inside Redis, so that refills of a fraction of a token add up
+# exactly in integers (Lua numbers are doubles: exact up to 2**53, far above these values).
+MICRO = 1_000_000
+# An idle bucket refills completely within burst / rate seconds; kept a little longer than that,
+# its expiry (a missing bucket counts as full) then forgets nothing.
+BUCKET_TTL_MARGIN_S = 1
+
+# KEYS[1]: the bucket. ARGV: rate in micro-tokens per microsecond (= tokens per second),
+# capacity in micro-tokens, TTL in milliseconds. Returns 1 when a token was taken, else 0.
+# The clock is the Redis server's (TIME): processes with skewed clocks share one timeline.
+_BUCKET_SCRIPT_LUA = """
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local ttl_ms = tonumber(ARGV[3])
+local cost = 1000000
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+  at = now
+end
+local elapsed = now - at
+if elapsed < 0 then
+  elapsed = 0
+end
+-- Capped at a full refill so that elapsed * rate stays small and exact.
+local refill_us = math.floor(capacity / rate) + 1
+if elapsed > refill_us then
+  elapsed = refill_us
+end
+tokens = math.min(capacity, tokens + elapsed * rate)
+local allowed = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%d', tokens), 'at', string.format('%d', now))
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+return allowed
+"""
 
 
 class RateLimiter(Protocol):
     def allow(self, key_id: str) -> bool:
-        """Take one token from the key's bucket; False when it is empty."""
+        """Take one token from the key's bucket; False when it is empty. May raise ApiError
+        (503) when the limiter cannot decide."""
         ...
 
 
@@ -61,10 +131,69 @@ class InMemoryRateLimiter:
             self._buckets.clear()  # Everyone busy: forgetting grants at most one burst each.
 
 
+class RedisRateLimiter:
+    """The token bucket as one Lua script in Redis: read, refill, take and write are atomic, so
+    concurrent requests on several processes never take the same token twice."""
+
+    def __init__(self, *, url: str, rate_per_s: int, burst: int, key_prefix: str) -> None:
+        assert rate_per_s > 0
+        assert burst >= 1
+        assert 0 < len(key_prefix) <= REDIS_KEY_PREFIX_LENGTH_MAX
+        pool = redis.ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            socket_timeout=REDIS_READ_TIMEOUT_S,
+            max_connections=REDIS_CONNECTIONS_MAX,
+            retry=Retry(NoBackoff(), REDIS_RETRIES_MAX),
+        )
+        self._client = redis.Redis(connection_pool=pool)
+        # EVALSHA, loading the script again if the server lost it (a restart, SCRIPT FLUSH).
+        self._script = self._client.register_script(_BUCKET_SCRIPT_LUA)
+        self._prefix = key_prefix
+        ttl_s = -(-burst // rate_per_s) + BUCKET_TTL_MARGIN_S
+        self._args = (rate_per_s, burst * MICRO, ttl_s * 1000)
+
+    def allow(self, key_id: str) -> bool:
+        try:
+            taken = self._script(keys=[self._prefix + key_id], args=self._args)
+        except redis.RedisError as error:
+            # The class only: messages of connection errors may name hosts, never needed here.
+            _log.warning("rate limiter unavailable: %s", type(error).__name__)
+            raise rate_limiter_unavailable() from None
+        assert taken in (0, 1), taken
+        return bool(taken == 1)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def rate_limiter_for(settings: Settings) -> RateLimiter:
+    """Shared buckets in Redis when FARTHING_REDIS_URL is set, else this process's own."""
+    if settings.redis_url is None:
+        return InMemoryRateLimiter(
+            rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+        )
+    return RedisRateLimiter(
+        url=settings.redis_url,
+        rate_per_s=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+        key_prefix=settings.redis_key_prefix,
+    )
+
+
 def rate_limited() -> ApiError:
     return ApiError(
         429,
         type_="rate_limit_error",
         code="rate_limit",
         message="Too many requests hit the API too quickly. Reduce the rate of your requests.",
+    )
+
+
+def rate_limiter_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        type_="api_error",
+        code="rate_limiter_unavailable",
+        message="The API is temporarily unavailable. Retry the request shortly.",
     )

@@ -22,16 +22,16 @@ AAD = associated_data("acct_a", "test", "pm_1")
 
 def test_round_trip_and_key_id() -> None:
     vault = Vault(KEK)
-    blob = vault.seal(PAN, AAD)
+    blob = vault.seal(PAN, AAD).blob
     assert PAN not in blob
     assert vault.open(blob, AAD, key_id=vault.key_id) == PAN
     # A fresh data key and nonces every time: equal numbers give unrelated blobs.
-    assert vault.seal(PAN, AAD) != blob
+    assert vault.seal(PAN, AAD).blob != blob
     assert Vault(KEK).key_id == vault.key_id != Vault(OTHER_KEK).key_id
 
 
 def test_wrong_key_cannot_open() -> None:
-    blob = Vault(KEK).seal(PAN, AAD)
+    blob = Vault(KEK).seal(PAN, AAD).blob
     other = Vault(OTHER_KEK)
     with pytest.raises(VaultError):
         other.open(blob, AAD, key_id=other.key_id)  # Pretend the ids matched: the tag fails.
@@ -42,7 +42,7 @@ def test_wrong_key_cannot_open() -> None:
 @pytest.mark.parametrize("position", [0, 1, 20, 70, -1])
 def test_tampered_blob_does_not_open(position: int) -> None:
     vault = Vault(KEK)
-    blob = bytearray(vault.seal(PAN, AAD))
+    blob = bytearray(vault.seal(PAN, AAD).blob)
     blob[position] ^= 0x01
     with pytest.raises(VaultError):
         vault.open(bytes(blob), AAD, key_id=vault.key_id)
@@ -58,7 +58,7 @@ def test_tampered_blob_does_not_open(position: int) -> None:
 )
 def test_blob_is_bound_to_its_row(aad: bytes) -> None:
     vault = Vault(KEK)
-    blob = vault.seal(PAN, AAD)
+    blob = vault.seal(PAN, AAD).blob
     with pytest.raises(VaultError):
         vault.open(blob, aad, key_id=vault.key_id)
 

@@ -87,7 +87,7 @@ def _store(
         metadata_=merge_metadata({}, fields.metadata),
     )
     sealed = vault.seal(card.number.encode(), associated_data(scope.tenant_id, scope.mode, row.id))
-    repository.insert(connection, scope, row, vault_key_id=vault.key_id, pan_sealed=sealed)
+    repository.insert(connection, scope, row, vault_key_id=sealed.key_id, pan_sealed=sealed.blob)
     return row
 
 

@@ -115,9 +115,9 @@ def create(
         "description": fields.description,
         "enabled_events": json.dumps(list(fields.enabled_events)),
         "status": "disabled" if fields.disabled else "enabled",
-        "secret_key_id": vault.key_id,
-        "secret_sealed": vault.seal(secret.encode(), secret_aad(scope, endpoint_id)),
     }  # fmt: skip
+    sealed = vault.seal(secret.encode(), secret_aad(scope, endpoint_id))
+    row |= {"secret_key_id": sealed.key_id, "secret_sealed": sealed.blob}
     objects.insert(connection, endpoints, scope, row)
     # The only time the secret leaves the vault through the API.
     return endpoint_object(row, livemode=scope.livemode) | {"secret": secret}
@@ -175,11 +175,14 @@ def roll_secret(
     aad = secret_aad(scope, endpoint_id)
     old = vault.open(row["secret_sealed"], aad, key_id=row["secret_key_id"])
     secret = "whsec_" + secrets.token_urlsafe(SECRET_BYTES)
+    sealed = vault.seal(secret.encode(), aad)
+    # One key id column for both blobs: the previous secret is sealed under the same KEK.
+    previous = vault.seal(old, aad, key_id=sealed.key_id) if overlap_s else None
     objects.update(
         connection, endpoints, scope, endpoint_id,
-        secret_key_id=vault.key_id,
-        secret_sealed=vault.seal(secret.encode(), aad),
-        previous_secret_sealed=vault.seal(old, aad) if overlap_s else None,
+        secret_key_id=sealed.key_id,
+        secret_sealed=sealed.blob,
+        previous_secret_sealed=None if previous is None else previous.blob,
         previous_secret_expires_ns=time.time_ns() + overlap_s * 10**9 if overlap_s else None,
     )  # fmt: skip
     return endpoint_object(row, livemode=scope.livemode) | {"secret": secret}
