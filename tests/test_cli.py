@@ -502,3 +502,50 @@ def test_worker_needs_the_vault_key_and_runs_once(initialised_url: str, tmp_path
     with_vault = cli_env(FARTHING_VAULT_KEY="5c" * 32)
     done = farthing("worker", "--database-url", initialised_url, "--once", env=with_vault)
     assert done.stdout == ""
+
+
+def test_admin_commands_are_audited_and_the_trail_verifies(initialised_url: str) -> None:
+    url = ["--database-url", initialised_url]
+    tenant_id = only_line(farthing("accounts", "create", *url, "--name", "Audited").stdout)
+    secret = only_line(farthing("keys", "create", *url, "--account", tenant_id).stdout)
+    engine = create_engine(initialised_url)
+    try:
+        with engine.connect() as connection:
+            key = authenticate(connection, secret)
+        assert key is not None
+        farthing("keys", "revoke", key.id, *url)
+        by_key = farthing("audit", "list", *url, "--object", key.id).stdout.splitlines()
+        records = [json.loads(line) for line in by_key]
+        assert [r["action"] for r in records] == ["keys.revoke", "keys.create"]  # newest first
+        created = records[1]
+        assert (created["account"], created["mode"], created["actor_kind"]) == (
+            tenant_id, "test", "operator"
+        )  # fmt: skip
+        assert (created["origin"], created["outcome"]) == ("cli", "success")
+        by_account = farthing("audit", "list", *url, "--account", tenant_id, "--limit", "10")
+        actions = [json.loads(line)["action"] for line in by_account.stdout.splitlines()]
+        assert actions == ["keys.create", "accounts.create"]  # the revoke names no account
+        assert secret not in by_account.stdout
+        assert secret[8:] not in farthing("audit", "list", *url).stdout
+        future = farthing("audit", "list", *url, "--since", "2200-01-01T00:00").stdout
+        assert future == ""
+        farthing("audit", "list", *url, "--since", "2999-01-01T00:00", expect=2)
+        verified = farthing("audit", "verify", *url)
+        head = re.search(r"head (\d+:[0-9a-f]{64})", verified.stderr)
+        assert head is not None, verified.stderr
+        farthing("audit", "verify", *url, "--expect-head", head.group(1))
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE audit_log SET actor = 'someone' WHERE seq = 1")
+        failed = farthing("audit", "verify", *url, expect=1)
+        assert failed.returncode == 1
+        assert "audit record 1" in failed.stderr
+    finally:
+        engine.dispose()
+
+
+def test_audit_list_refuses_a_bad_time(initialised_url: str) -> None:
+    result = farthing(
+        "audit", "list", "--database-url", initialised_url, "--since", "yesterday", expect=2
+    )
+    assert result.returncode == 2
+    assert "ISO 8601" in result.stderr

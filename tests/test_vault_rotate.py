@@ -17,6 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from farthing.audit import AuditQuery, operator_name, query
 from farthing.auth import Mode, create_tenant
 from farthing.db.engine import begin_write, create_engine
 from farthing.db.schema import stripe_payment_methods, stripe_webhook_endpoints
@@ -322,6 +323,17 @@ def test_rotation_while_serving(kind: str, tmp_path: Path) -> None:
         )  # fmt: skip
         cards = len(before) + 1 + len(served) // 2
         assert count_by_key(server.engine) == {new_id: cards + 1}
+        # Each step is in the audit trail as the operator's, naming key ids, never keys.
+        audited = [
+            (stored.record.action, stored.record.outcome, stored.record.object_ids)
+            for stored in query(server.engine, AuditQuery(key_id=operator_name()))
+        ]
+        kek = f"kek_{new_id}"
+        assert audited == [
+            ("vault.retire", "success", (kek,)),
+            ("vault.rotate", "success", (kek,)),
+            ("vault.new_key", "success", (kek,)),
+        ]
 
         # After: every card from before the rotation still pays, fingerprints are unchanged,
         # and the webhook secret (sealed before) can be rolled again.

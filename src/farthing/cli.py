@@ -42,6 +42,39 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _record_admin(  # noqa: PLR0913 - the audit record's fields, each named
+    connection: Any,
+    *,
+    action: str,
+    object_ids: tuple[str, ...] = (),
+    tenant_id: str | None = None,
+    mode: str | None = None,
+    success: bool = True,
+) -> None:
+    """The audit record of an administrative command, in the command's own transaction."""
+    from farthing.audit import audit_key_from, record_operator_action  # noqa: PLC0415
+    from farthing.config import load_journal_key  # noqa: PLC0415
+
+    key = audit_key_from(load_journal_key())
+    record_operator_action(
+        connection, key, action=action, object_ids=object_ids, tenant_id=tenant_id, mode=mode,
+        success=success,
+    )  # fmt: skip
+
+
+def _record_admin_alone(database_url: str | None, *, action: str, **fields: Any) -> None:
+    """The audit record of a command whose work spans many transactions (vault rotation)."""
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
+
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with begin_write(engine) as connection:
+            _record_admin(connection, action=action, **fields)
+    finally:
+        engine.dispose()
+
+
 @app.command()
 def init(database_url: DatabaseUrl = None) -> None:
     """Create or migrate the schema, the default account and the key files (idempotent)."""
@@ -87,12 +120,13 @@ def keys_create(
     from farthing.auth import (  # noqa: PLC0415
         Mode,
         PermissionsError,
+        authenticate,
         create_key,
         default_tenant_id,
         parse_permissions,
     )
     from farthing.config import Settings  # noqa: PLC0415
-    from farthing.db.engine import open_initialised  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
 
     if mode not in ("test", "live"):
         raise typer.BadParameter("mode must be test or live", param_hint="--mode")
@@ -105,7 +139,7 @@ def keys_create(
             raise typer.BadParameter(str(error), param_hint="--restricted") from None
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
-        with engine.begin() as connection:
+        with begin_write(engine) as connection:
             tenant_id = account or default_tenant_id(connection)
             if tenant_id is None:
                 _err("no default account: run `farthing init` first")
@@ -113,6 +147,12 @@ def keys_create(
             secret = create_key(
                 connection, tenant_id=tenant_id, mode=Mode(mode), permissions=permissions
             )
+            created = authenticate(connection, secret)
+            assert created is not None
+            _record_admin(
+                connection, action="keys.create", object_ids=(created.id,), tenant_id=tenant_id,
+                mode=mode,
+            )  # fmt: skip
     finally:
         engine.dispose()
     typer.echo(secret)
@@ -187,7 +227,7 @@ def keys_roll(
 ) -> None:
     """Print a new key (same account, mode and permissions) alone on stdout; the old one expires
     after --expires-in."""
-    from farthing.auth import ROLL_EXPIRES_IN_S_MAX, roll_key  # noqa: PLC0415
+    from farthing.auth import ROLL_EXPIRES_IN_S_MAX, authenticate, roll_key  # noqa: PLC0415
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
 
@@ -196,6 +236,12 @@ def keys_roll(
     try:
         with begin_write(engine) as connection:
             secret = roll_key(connection, key_id, expires_in_s=seconds)
+            rolled = authenticate(connection, secret)
+            assert rolled is not None
+            _record_admin(
+                connection, action="keys.roll", object_ids=(key_id, rolled.id),
+                tenant_id=rolled.tenant_id, mode=rolled.mode.value,
+            )  # fmt: skip
     finally:
         engine.dispose()
     _err(f"rolled {key_id}: it stops working in {seconds} s")
@@ -216,6 +262,7 @@ def keys_revoke(
     try:
         with begin_write(engine) as connection:
             revoke_key(connection, key_id)
+            _record_admin(connection, action="keys.revoke", object_ids=(key_id,))
     finally:
         engine.dispose()
     _err(f"revoked {key_id}")
@@ -306,14 +353,17 @@ def accounts_create(
     """Create a top-level account; print its acct_... id alone on stdout."""
     from farthing.auth import create_tenant  # noqa: PLC0415
     from farthing.config import Settings  # noqa: PLC0415
-    from farthing.db.engine import open_initialised  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
 
     if not 0 < len(name) <= 200:
         raise typer.BadParameter("1 to 200 characters", param_hint="--name")
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
-        with engine.begin() as connection:
+        with begin_write(engine) as connection:
             tenant_id = create_tenant(connection, name=name)
+            _record_admin(
+                connection, action="accounts.create", object_ids=(tenant_id,), tenant_id=tenant_id
+            )
     finally:
         engine.dispose()
     typer.echo(tenant_id)
@@ -337,17 +387,18 @@ def _check_batch_size(batch_size: int) -> None:
         raise typer.BadParameter(msg, param_hint="--batch-size")
 
 
-def _rewrap(database_url: str | None, keys: VaultKeys, batch_size: int) -> None:
+def _rewrap(database_url: str | None, keys: VaultKeys, batch_size: int, *, action: str) -> None:
     """Every sealed row under the current key of ``keys``; prints counts, exits 1 if rows are
-    left under other keys."""
+    left under other keys. Audited as ``action`` with the key ids (never the keys)."""
     import dataclasses  # noqa: PLC0415
 
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import open_initialised  # noqa: PLC0415
     from farthing.stripe_api.vault_rotation import RotationError, rewrap_all  # noqa: PLC0415
-    from farthing.vault import Vault  # noqa: PLC0415
+    from farthing.vault import Vault, key_id_of  # noqa: PLC0415
 
     _check_batch_size(batch_size)
+    ids = (f"kek_{key_id_of(keys.current)}",)
 
     # Fixed keys (no reloading of the file) for the whole run.
     vault = Vault(dataclasses.replace(keys, path=None))
@@ -356,9 +407,11 @@ def _rewrap(database_url: str | None, keys: VaultKeys, batch_size: int) -> None:
         report = rewrap_all(engine, vault, batch_size=batch_size)
     except RotationError as error:
         _err(f"error: {error}")
+        _record_admin_alone(database_url, action=action, object_ids=ids, success=False)
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
+    _record_admin_alone(database_url, action=action, object_ids=ids, success=not report.remaining)
     done = ", ".join(f"{count} {name}" for name, count in report.rewrapped.items())
     _err(f"re-wrapped under vault key {report.key_id}: {done}")
     if report.remaining:
@@ -405,8 +458,12 @@ def vault_rotate(
              f"{key_id_of(keys.previous[0])} only opens until `farthing vault retire`")  # fmt: skip
     else:
         _err(f"resuming: vault key {key_id_of(keys.current)} is current")
-    if not key_only:
-        _rewrap(database_url, keys, batch_size)
+    if key_only:
+        _record_admin_alone(
+            database_url, action="vault.new_key", object_ids=(f"kek_{key_id_of(keys.current)}",)
+        )
+    else:
+        _rewrap(database_url, keys, batch_size, action="vault.rotate")
 
 
 @vault_app.command("retire")
@@ -423,7 +480,7 @@ def vault_retire(database_url: DatabaseUrl = None, batch_size: RotateBatchSize =
     if not keys.previous:
         _err(f"nothing to retire: vault key {key_id_of(keys.current)} is the only key")
         return
-    _rewrap(database_url, keys, batch_size)
+    _rewrap(database_url, keys, batch_size, action="vault.retire")
     if keys.path is None or "FARTHING_VAULT_KEY" in os.environ:
         _err("nothing is sealed under the previous keys any more: remove their previous: "
              "entries from FARTHING_VAULT_KEY and restart the servers")  # fmt: skip
@@ -451,7 +508,10 @@ def serve(
     settings = Settings.from_env(database_url=database_url)
     open_initialised(settings.database_url).dispose()  # Refuse to serve an empty database.
     application = create_app(settings)
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    # No access log (query strings carry 3-D Secure tokens); no Server header naming the stack.
+    uvicorn.run(
+        application, host=host, port=port, log_level="info", access_log=False, server_header=False
+    )
 
 
 @app.command()
@@ -492,12 +552,7 @@ def verify(
     from farthing.db.engine import open_initialised  # noqa: PLC0415
     from farthing.ledger_service import LedgerService  # noqa: PLC0415
 
-    expected = None
-    if expect_head is not None:
-        seq_text, _, mac = expect_head.partition(":")
-        if not seq_text.isdigit() or len(mac) != 64:
-            raise typer.BadParameter("expected SEQ:MAC", param_hint="--expect-head")
-        expected = (int(seq_text), mac)
+    expected = None if expect_head is None else _parse_head(expect_head)
     settings = Settings.from_env(database_url=database_url)
     engine = open_initialised(settings.database_url)
     service = LedgerService(engine, journal_key=settings.journal_key)
@@ -552,6 +607,102 @@ def bench_ledger(  # noqa: PLR0913
         accounts=accounts,
         json_output=json_output,
     )
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail (who did what, when).")
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_key() -> bytes:
+    from farthing.audit import audit_key_from  # noqa: PLC0415
+    from farthing.config import load_journal_key  # noqa: PLC0415
+
+    return audit_key_from(load_journal_key())
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: DatabaseUrl = None,
+    expect_head: Annotated[
+        str | None, typer.Option(help="SEQ:MAC recorded earlier; catches truncation")
+    ] = None,
+) -> None:
+    """Recompute the audit trail's chain; exit 0 only if it holds."""
+    from farthing.audit import AuditTamperedError, verify  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+
+    expected = None if expect_head is None else _parse_head(expect_head)
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        report = verify(engine, _audit_key(), expect_head=expected)
+    except AuditTamperedError as error:
+        _err(f"FAILED: {error}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    _err(f"ok: {report.records} audit records; head {report.head_seq}:{report.head_mac}")
+
+
+def _parse_head(text: str) -> tuple[int, str]:
+    seq_text, _, mac = text.partition(":")
+    if not seq_text.isdigit() or len(mac) != 64:
+        raise typer.BadParameter("expected SEQ:MAC", param_hint="--expect-head")
+    return int(seq_text), mac
+
+
+def _ns_of(text: str | None, hint: str) -> int | None:
+    """An ISO 8601 time (UTC unless it says otherwise) as Unix nanoseconds."""
+    if text is None:
+        return None
+    import datetime as dt  # noqa: PLC0415
+
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            "an ISO 8601 time, e.g. 2026-11-21T18:00", param_hint=hint
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    if not 0 <= ns < 2**63:  # Stored times are signed 64-bit nanoseconds since 1970.
+        raise typer.BadParameter("a time between 1970 and 2262", param_hint=hint)
+    return ns
+
+
+@audit_app.command("list")
+def audit_list(  # noqa: PLR0913 - one option per filter
+    database_url: DatabaseUrl = None,
+    key: Annotated[str | None, typer.Option(help="key_... id of the actor")] = None,
+    account: Annotated[str | None, typer.Option(help="acct_... acted on or for")] = None,
+    object_id: Annotated[str | None, typer.Option("--object", help="an object id")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 time, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 time, exclusive")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+) -> None:
+    """Audit records matching every filter, newest first, one JSON object per line."""
+    import json  # noqa: PLC0415
+
+    from farthing.audit import AuditQuery, query  # noqa: PLC0415
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+
+    filters = AuditQuery(
+        key_id=key,
+        account=account,
+        object_id=object_id,
+        since_ns=_ns_of(since, "--since"),
+        until_ns=_ns_of(until, "--until"),
+        limit=limit,
+    )
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        found = query(engine, filters)
+    finally:
+        engine.dispose()
+    for stored in found:
+        typer.echo(json.dumps(stored.as_dict(), sort_keys=True))
 
 
 def main() -> None:

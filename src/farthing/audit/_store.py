@@ -78,6 +78,8 @@ class AuditQuery:
 
     def __post_init__(self) -> None:
         assert 0 < self.limit <= QUERY_LIMIT_MAX
+        for bound in (self.since_ns, self.until_ns):
+            assert bound is None or 0 <= bound < 2**63
 
 
 def append(connection: sa.Connection, key: bytes, records: Sequence[AuditRecord]) -> int:
