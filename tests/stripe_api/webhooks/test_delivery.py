@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import signal
 import subprocess
 import threading
@@ -41,12 +42,20 @@ class Receiver:
         self.lock = threading.Lock()
         receiver = self
 
+        # A path of its own: an earlier test's endpoint may name this port (the OS reuses
+        # ports), and the deliveries still due to it must not count as this receiver's.
+        path = "/hooks/" + secrets.token_hex(8)
+
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 body = self.rfile.read(length)
                 if len(body) < length:
                     return  # The sender died mid-request (the SIGKILL test): nothing arrived.
+                if self.path != path:
+                    self.send_response(410)
+                    self.end_headers()
+                    return
                 with receiver.lock:
                     receiver.received.append((body, self.headers["Stripe-Signature"]))
                     status = receiver.status
@@ -58,7 +67,7 @@ class Receiver:
                 del args
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
