@@ -27,6 +27,7 @@ from farthing.db.engine import create_engine
 from farthing.db.schema import api_keys, ledgers, tenants
 from farthing.ledger import AccountEvent, AccountFlags, TransferEvent, TransferFlags
 from farthing.ledger_service import CreateAccounts, CreateTransfers, LedgerService
+from tests.audit.test_trail import drop_append_only_guard
 from tests.conftest import JOURNAL_KEY, _postgres_database, postgres_server_url
 
 FARTHING = str(Path(sys.executable).with_name("farthing"))
@@ -535,6 +536,7 @@ def test_admin_commands_are_audited_and_the_trail_verifies(initialised_url: str)
         assert head is not None, verified.stderr
         farthing("audit", "verify", *url, "--expect-head", head.group(1))
         with engine.begin() as connection:
+            drop_append_only_guard(connection)
             connection.exec_driver_sql("UPDATE audit_log SET actor = 'someone' WHERE seq = 1")
         failed = farthing("audit", "verify", *url, expect=1)
         assert failed.returncode == 1

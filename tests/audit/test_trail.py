@@ -52,6 +52,15 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     created.dispose()
 
 
+def drop_append_only_guard(connection: sa.Connection) -> None:
+    """What an intruder with write access to the database would do first."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ALTER TABLE audit_log DISABLE TRIGGER USER")
+    else:
+        connection.exec_driver_sql("DROP TRIGGER audit_log_no_update")
+        connection.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
+
+
 def _fill(engine: sa.Engine, count: int) -> None:
     with begin_write(engine) as connection:
         append(connection, KEY, [_record(n) for n in range(1, count + 1)])
@@ -110,14 +119,33 @@ def test_tampering_is_detected_and_named(engine: sa.Engine, statement: str, name
     _fill(engine, 6)
     verify(engine, KEY)
     with engine.begin() as connection:
+        drop_append_only_guard(connection)
         connection.exec_driver_sql(statement)
     with pytest.raises(AuditTamperedError, match=named):
         verify(engine, KEY)
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET status = 200",
+        "DELETE FROM audit_log WHERE seq = 1",
+        "TRUNCATE audit_log",
+    ],
+)
+def test_the_database_refuses_to_change_records(engine: sa.Engine, statement: str) -> None:
+    _fill(engine, 2)
+    if statement.startswith("TRUNCATE") and engine.dialect.name != "postgresql":
+        statement = "DELETE FROM audit_log"  # SQLite has no TRUNCATE; DELETE is its form.
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as connection:
+        connection.exec_driver_sql(statement)
+    assert verify(engine, KEY).records == 2
+
+
 def test_reordering_is_detected(engine: sa.Engine) -> None:
     _fill(engine, 4)
     with engine.begin() as connection:  # Swap records 2 and 3, MACs included.
+        drop_append_only_guard(connection)
         connection.execute(audit_log.update().where(audit_log.c.seq == 2).values(seq=-2))
         connection.execute(audit_log.update().where(audit_log.c.seq == 3).values(seq=2))
         connection.execute(audit_log.update().where(audit_log.c.seq == -2).values(seq=3))
@@ -132,6 +160,7 @@ def test_truncation_with_the_head_needs_the_expected_head(engine: sa.Engine) -> 
         fourth = connection.execute(
             sa.select(audit_log.c.mac).where(audit_log.c.seq == 4)
         ).scalar_one()
+        drop_append_only_guard(connection)
         connection.execute(audit_log.delete().where(audit_log.c.seq == 5))
         connection.execute(audit_head.update().values(seq=4, mac=fourth))
     assert verify(engine, KEY).records == 4  # Consistent on its own...

@@ -50,6 +50,27 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     # The genesis head: no record yet, the chain starts from an all-zero MAC.
     op.execute("INSERT INTO audit_head (id, seq, mac) VALUES (1, 0, '" + "0" * 64 + "')")
+    # Append-only in the database too: the application never changes or removes a record, so
+    # any attempt to is refused (the HMAC chain still catches whoever drops these triggers).
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+            "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
+        )
+    else:
+        for event in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+            )
 
 
 def downgrade() -> None:
@@ -61,4 +82,6 @@ def downgrade() -> None:
 
     op.drop_table('audit_log')
     op.drop_table('audit_head')
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION audit_log_append_only()")
     # ### end Alembic commands ###
