@@ -39,6 +39,11 @@ test: lint typecheck
 crash: $(VENV)/.installed-dev
 	FARTHING_CRASH_ROUNDS=$${FARTHING_CRASH_ROUNDS:-200} $(BIN)/pytest tests/ledger_service/test_crash.py
 
+# schemathesis against every operation: 500 examples each plus the coverage phase, on SQLite and
+# PostgreSQL (set FARTHING_TEST_POSTGRES_URL); make test runs 10 examples each on SQLite.
+fuzz: $(VENV)/.installed-dev
+	FARTHING_FUZZ_EXAMPLES=$${FARTHING_FUZZ_EXAMPLES:-500} $(BIN)/pytest tests/security/test_fuzz.py
+
 # Known vulnerabilities in the installed dependencies (needs the PyPI/OSV advisory service).
 audit-deps: $(VENV)/.installed-dev
 	$(BIN)/pip-audit --skip-editable --strict

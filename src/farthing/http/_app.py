@@ -105,6 +105,7 @@ def _start_worker(engine: Any, settings: Settings) -> asyncio.Task[None] | None:
     return asyncio.create_task(run_worker(engine, vault, settings, once=False, poll_s=0.2))
 
 
+_TEXT = {"type": "string"}
 _ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -113,21 +114,53 @@ _ERROR_SCHEMA = {
             "type": "object",
             "required": ["type", "code", "message"],
             "properties": {
-                "type": {"type": "string"},
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "param": {"type": "string"},
+                "type": _TEXT,
+                "code": _TEXT,
+                "message": _TEXT,
+                "param": _TEXT,
+                # Card declines only (type card_error), as Stripe sends them.
+                "decline_code": _TEXT,
+                "charge": _TEXT,
+                "doc_url": _TEXT,
+                "payment_intent": {"type": "object"},
+                "payment_method": {"type": "object"},
             },
+            "additionalProperties": False,
         }
     },
+    "additionalProperties": False,
 }
+# Refusals any operation can give, whatever its router declares.
+_ANY_OPERATION = {
+    "400": "Invalid request",
+    "401": "Missing or invalid API key",
+    "413": "Body too large",
+    "429": "Too many requests for this API key (rate_limit_error)",
+    "503": "Temporarily unavailable (overloaded, or the shared rate limiter is unreachable); "
+    "retry with backoff",
+}
+_LEDGER_OPERATION = {"403": "A restricted key: the ledger API needs a secret key"}
+_V1_OPERATION = {
+    "403": "Restricted key without the permission, or Stripe-Account not accessible",
+}
+_V1_WRITE = {"409": "A request with the same Idempotency-Key is still executing"}
+
+
+def _refusals(path: str, method: str) -> dict[str, str]:
+    if path.startswith("/ledger/"):
+        return _ANY_OPERATION | _LEDGER_OPERATION
+    return _ANY_OPERATION | _V1_OPERATION | (_V1_WRITE if method == "post" else {})
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, corrected to what the API really answers: validation errors are 400
-    in Farthing's error format (never 422), and every operation needs a bearer key."""
+    in Farthing's error format (never 422), every operation needs a bearer key and may be refused
+    as any other is, and the /v1 operations' form parameters and results (which FastAPI cannot
+    infer from their raw requests) are stated."""
     if app.openapi_schema is not None:
         return app.openapi_schema
+    from farthing.stripe_api._openapi import describe  # noqa: PLC0415 - see create_app
+
     document = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
@@ -137,11 +170,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas.pop(name, None)
     schemas["Error"] = _ERROR_SCHEMA
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    describe(document)
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
+            for status, description in _refusals(path, method).items():
+                responses.setdefault(status, {"description": description})
             for status, response in responses.items():
                 if status.startswith(("4", "5")):
                     response["content"] = error_content

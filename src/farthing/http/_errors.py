@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from farthing.ledger_service import OverloadedError
 
@@ -60,6 +61,23 @@ def _param_of(error: dict[str, object]) -> str | None:
     return ".".join(parts) or None
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (RFC 9110's Allow of a 405).
+    Starlette's own 405 names the methods of the first route of the path only."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -85,15 +103,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "resource_missing", 405: "method_not_allowed", 413: "body_too_large"}.get(
             error.status_code, "invalid_request"
         )
+        headers = None if error.headers is None else dict(error.headers)
+        if error.status_code == 405:
+            headers = {"Allow": _allowed_methods(request)}
         return error_response(
             error.status_code,
             type_="invalid_request_error",
             code=code,
             message=str(error.detail),
+            headers=headers,
         )
 
     @app.exception_handler(OverloadedError)

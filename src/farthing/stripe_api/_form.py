@@ -53,12 +53,15 @@ def parse_form(encoded: str) -> dict[str, FormValue]:
             max_num_fields=FORM_KEYS_MAX,
             errors="strict",
         )
+    except UnicodeDecodeError:  # First: it is a ValueError too.
+        raise _invalid("Parameters must be UTF-8.") from None
     except ValueError:
         raise _invalid(f"Too many parameters (at most {FORM_KEYS_MAX}).") from None
-    except UnicodeDecodeError:
-        raise _invalid("Parameters must be UTF-8.") from None
     root: _Node = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            # No text column of PostgreSQL can hold one, so no object has one: refused as input.
+            raise _invalid("Parameters must not contain NUL characters.")
         _insert(root, key, _path(key), value)
     converted = _convert(root, "")
     assert isinstance(converted, dict)

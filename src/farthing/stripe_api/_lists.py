@@ -58,9 +58,12 @@ class ListQuery:
 def _integer(value: FormValue | None, param: str, low: int, high: int) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value.isascii() or not value.lstrip("-").isdecimal():
+    digits = value.removeprefix("-") if isinstance(value, str) else ""
+    if not isinstance(value, str) or not value.isascii() or not digits.isdecimal():
         raise _invalid(f"Invalid integer: {param}.", param)
-    number = int(value)
+    # More digits than the bounds have is out of range; int() would refuse 4300 (a 500).
+    too_long = len(digits.lstrip("0")) > max(len(str(low)), len(str(high)))
+    number = high + 1 if too_long else int(value)
     if not low <= number <= high:
         raise _invalid(f"{param} must be between {low} and {high}.", param)
     return number

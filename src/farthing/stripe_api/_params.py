@@ -138,7 +138,9 @@ class Reader:
             return None
         if not isinstance(value, str) or not value.isascii() or not value.isdecimal():
             raise invalid(f"Invalid integer: {name}.", name)
-        number = int(value)
+        # More digits than the bounds have is out of range; int() would refuse 4300 (a 500).
+        too_long = len(value.lstrip("0")) > max(len(str(low)), len(str(high)))
+        number = high + 1 if too_long else int(value)
         if not low <= number <= high:
             raise invalid(f"{name} must be between {low} and {high}.", name)
         return number

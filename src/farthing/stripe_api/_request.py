@@ -152,6 +152,16 @@ async def caller_scope(request: Request, key: AnyCaller) -> Partition:
     resource = resource_of(path_format)
     if not key.permits(resource, access):
         raise _denied(key, resource, access)
+    for name, value in request.path_params.items():
+        if "\x00" in str(value):
+            # Names nothing (PostgreSQL text cannot hold NUL), like a NUL in any parameter.
+            raise ApiError(
+                400,
+                type_="invalid_request_error",
+                code="parameter_invalid",
+                message="Ids must not contain NUL characters.",
+                param=name,
+            )
     account_id = request.headers.get("stripe-account")
     if account_id is None:
         return Partition.of(key)

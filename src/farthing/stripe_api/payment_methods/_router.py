@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from farthing.http._errors import ApiError
 from farthing.stripe_api._idempotency import hide_secrets, run_idempotent
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
+from farthing.stripe_api._params import invalid
 from farthing.stripe_api._request import (
     FORM_BODY,
     PREFIX,
@@ -98,7 +99,7 @@ async def list_payment_methods(request: Request, scope: Scope) -> dict[str, Any]
     _only(params, _LIST_PARAMS | {"customer", "type"})
     customer = params.get("customer")
     if customer is not None and (not isinstance(customer, str) or len(customer) > ID_LENGTH_MAX):
-        raise unknown_param("customer", "customer must be a customer id.")
+        raise invalid("customer must be a customer id.", "customer")
     return await _list(request, scope, params, customer, service.LIST_URL)
 
 
@@ -116,7 +117,7 @@ async def _list(
 ) -> dict[str, Any]:
     kind = params.get("type")
     if kind is not None and (not isinstance(kind, str) or len(kind) > TYPE_LENGTH_MAX):
-        raise unknown_param("type", f"type is a string of at most {TYPE_LENGTH_MAX} characters.")
+        raise invalid(f"type is a string of at most {TYPE_LENGTH_MAX} characters.", "type")
     query = parse_list_query(params)
     filters = Filters(created=query.created, customer_id=customer_id, type=kind)
 

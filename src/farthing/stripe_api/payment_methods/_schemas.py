@@ -94,7 +94,9 @@ def _number(value: FormValue | None) -> str:
 def _expiry(card: dict[str, FormValue]) -> tuple[int, int]:
     month_text = _digits(card.get("exp_month"), "card[exp_month]")
     year_text = _digits(card.get("exp_year"), "card[exp_year]")
-    if not (month_text.isascii() and month_text.isdecimal() and 1 <= int(month_text) <= 12):
+    # At most two significant digits before int(), which refuses 4300 digits (a 500).
+    month_ok = month_text.isascii() and month_text.isdecimal() and len(month_text.lstrip("0")) <= 2
+    if not (month_ok and 1 <= int(month_text) <= 12):
         raise card_error(
             "invalid_expiry_month", "Your card's expiration month is invalid.", "exp_month"
         )

@@ -133,7 +133,8 @@ def _range(value: FormValue | None, name: str, column: sa.ColumnElement[int]) ->
     for bound, text in bounds.items():
         if not isinstance(text, str) or not text.isascii() or not text.isdecimal():
             raise invalid(f"Invalid integer: {name}.", name)
-        if int(text) > TIMESTAMP_MAX:
+        # A longer number than the bound is too large; int() would refuse 4300 digits (a 500).
+        if len(text.lstrip("0")) > len(str(TIMESTAMP_MAX)) or int(text) > TIMESTAMP_MAX:
             raise invalid(f"{name} must be at most {TIMESTAMP_MAX}.", name)
         conditions.append(compare[bound](int(text)))
     return conditions

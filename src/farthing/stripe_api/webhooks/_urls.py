@@ -62,7 +62,11 @@ def check_url(url: str, *, livemode: bool, allow_loopback: bool, must_resolve: b
     name that resolves to nothing is refused; at creation it is accepted and checked later."""
     if len(url) > URL_LENGTH_MAX:
         raise invalid(f"url has at most {URL_LENGTH_MAX} characters.", "url")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # A port that is no number (or out of range) is no URL either.
+    except ValueError:  # Such as "http://[abc": a bracketed host that is not an IPv6 address.
+        parts = urlsplit("")
     allowed = {"https"} if livemode else {"https", "http"}
     if parts.scheme not in allowed or not parts.hostname:
         raise invalid(
