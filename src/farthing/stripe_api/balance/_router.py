@@ -116,7 +116,10 @@ async def list_balance_transactions(request: Request, scope: Scope) -> dict[str,
                 url=LIST_URL,
                 kind="balance transaction",
                 render=lambda row: expand(
-                    connection, scope, balance_transaction_object(row, livemode=False), paths
+                    connection,
+                    scope,
+                    balance_transaction_object(row, livemode=scope.livemode),
+                    paths,
                 ),
                 conditions=conditions,
             )
