@@ -75,6 +75,8 @@ def test_missing_key_is_401(server: Server, authorization: str | None) -> None:
         "x" * 5000,
         "sk_test_\u00e9\u00e8",
     ],
+    # Fixed names: parallel workers (pytest -n) must collect the same test ids.
+    ids=["not-a-key", "unknown-test", "random-live", "overlong", "non-ascii"],
 )
 def test_unknown_or_malformed_key_is_401(server: Server, secret: str) -> None:
     with server.client() as client:
