@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from farthing._errors import FarthingError
+from farthing._runtime import tune_gc
 
 if TYPE_CHECKING:
     from farthing.vault import VaultKeys
@@ -507,6 +508,7 @@ def serve(
 
     settings = Settings.from_env(database_url=database_url)
     open_initialised(settings.database_url).dispose()  # Refuse to serve an empty database.
+    tune_gc()
     application = create_app(settings)
     # No access log (query strings carry 3-D Secure tokens); no Server header naming the stack.
     uvicorn.run(
@@ -556,6 +558,7 @@ def verify(
     settings = Settings.from_env(database_url=database_url)
     engine = open_initialised(settings.database_url)
     service = LedgerService(engine, journal_key=settings.journal_key)
+    tune_gc()
     try:
         with Progress(transient=True, console=None, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("verifying journal", total=None)
@@ -599,6 +602,7 @@ def bench_ledger(  # noqa: PLR0913
     if unknown:
         raise typer.BadParameter(f"unknown workload {unknown[0]!r}", param_hint="--workload")
     settings = Settings.from_env(database_url=database_url)
+    tune_gc()  # As `farthing serve` runs: the benchmark measures the server's settings.
     run_ledger_bench(
         settings,
         workloads=chosen,

@@ -85,6 +85,8 @@ class _LedgerWork:
     slice: LedgerSlice
     account_pks: dict[str, int] = field(default_factory=dict)
     transfer_ts: dict[str, int] = field(default_factory=dict)
+    # Accounts read from the database (not the cache) by this commit.
+    loaded: list[str] = field(default_factory=list)
 
 
 class LedgerWriter:
@@ -166,9 +168,14 @@ class LedgerWriter:
         works: list[_LedgerWork],
         head_seq: int,
     ) -> None:
+        # Accounts that came from the cache are still there: the engine changed them in place.
         for work in works:
-            for account_id, live in work.slice.accounts.items():
-                cache[(work.ledger_id, account_id)] = (work.account_pks[account_id], live)
+            accounts = work.slice.accounts
+            pks = work.account_pks
+            for account_id in work.loaded:
+                cache[(work.ledger_id, account_id)] = (pks[account_id], accounts[account_id])
+            for account in work.slice.new_accounts:
+                cache[(work.ledger_id, account.id)] = (pks[account.id], accounts[account.id])
         if len(cache) > ACCOUNT_CACHE_SIZE_MAX:
             cache = {}
         self._cache = cache
@@ -279,6 +286,7 @@ class LedgerWriter:
         missing.sort()
         for row in self._ops.lock_accounts(cursor, work.ledger_id, missing):
             work.account_pks[row[2]] = row[0]
+            work.loaded.append(row[2])
             work.slice.accounts[row[2]] = LiveAccount(
                 id=row[2],
                 currency=row[3],
