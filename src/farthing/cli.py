@@ -597,7 +597,7 @@ def bench_ledger(  # noqa: PLR0913
     from farthing.bench import WORKLOADS, run_ledger_bench  # noqa: PLC0415
     from farthing.config import Settings  # noqa: PLC0415
 
-    chosen = workload or list(WORKLOADS)
+    chosen = list(dict.fromkeys(workload or WORKLOADS))  # Each workload once, in order.
     unknown = [name for name in chosen if name not in WORKLOADS]
     if unknown:
         raise typer.BadParameter(f"unknown workload {unknown[0]!r}", param_hint="--workload")
