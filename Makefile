@@ -26,8 +26,8 @@ serve: $(VENV)/.installed
 	$(BIN)/farthing serve --database-url $(DATABASE_URL) --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

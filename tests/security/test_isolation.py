@@ -885,7 +885,13 @@ class World:
             Attacker("revoked key", bearer(self.revoked[mode]), FIXED, status=401),
         ]  # fmt: skip
         turns = [Attacker("expired key", bearer(self.expired[mode]), FIXED, status=401)]
-        if not ledger:  # /ledger/v1 has no Stripe-Account: the header would change nothing.
+        if ledger:  # /ledger/v1 refuses Stripe-Account rather than act on the caller's ledger.
+            result.append(
+                Attacker("Stripe-Account on the native ledger API",
+                         bearer(estate.secret) | {account: estate.ids["connected_account"]},
+                         FIXED, status=400, code="stripe_account_not_supported")
+            )  # fmt: skip
+        else:
             result += [
                 Attacker("Stripe-Account of another platform's connected account",
                          bearer(estate.secret) | {account: theirs.ids["connected_account"]},

@@ -47,8 +47,9 @@ def require_any_key(request: Request) -> ApiKey:
 
 
 def require_key(request: Request) -> ApiKey:
-    """A secret key with full access. Restricted keys are refused: their permissions name /v1
-    resources, and an API they name nothing of is denied to them (deny by default)."""
+    """A secret key with full access, for the caller's own account. Restricted keys are refused:
+    their permissions name /v1 resources, and an API they name nothing of is denied to them (deny
+    by default). So is ``Stripe-Account``, which only /v1 understands."""
     key = require_any_key(request)
     if key.restricted:
         raise ApiError(
@@ -57,6 +58,17 @@ def require_key(request: Request) -> ApiKey:
             code="secret_key_required",
             message=f"The provided key '{key.redacted}' is a restricted key; "
             "this API needs a secret key (sk_...).",
+        )
+    if "stripe-account" in request.headers:
+        # Refused, not ignored: a caller who meant to act for a connected account must not
+        # silently write to its own ledger instead.
+        raise ApiError(
+            400,
+            type_="invalid_request_error",
+            code="stripe_account_not_supported",
+            message="The native ledger API acts on the caller's own ledger only; "
+            "remove the Stripe-Account header.",
+            param="Stripe-Account",
         )
     return key
 
