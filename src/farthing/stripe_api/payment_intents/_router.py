@@ -36,7 +36,7 @@ from farthing.stripe_api.payment_intents._schemas import (
 )
 from farthing.stripe_api.payments import payments_of
 
-__all__ = ["router", "write"]
+__all__ = ["read", "router", "write"]
 
 router = APIRouter(prefix=PREFIX, tags=["payment_intents"])
 LIST_URL = "/v1/payment_intents"
@@ -89,6 +89,18 @@ async def write(  # noqa: PLR0913 - keyword-only options
         params=params,
         effect=effect,
     )
+
+
+async def read(request: Request, scope: Scope, step: Callable[[service.Context], Any]) -> Any:
+    """Run a payments step in one connection, without the write lock that ``write`` takes."""
+    payments = payments_of(request)
+    origin = str(request.base_url)
+
+    def run() -> Any:
+        with request.app.state.engine.connect() as connection:
+            return step(service.context(connection, payments, scope, origin))
+
+    return await run_in_threadpool(run)
 
 
 @router.post("/payment_intents", responses=_ERRORS, openapi_extra=FORM_BODY)

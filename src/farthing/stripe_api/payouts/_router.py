@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from farthing.db.schema import stripe_external_accounts as banks
@@ -19,8 +17,8 @@ from farthing.stripe_api._idempotency import hide_secrets
 from farthing.stripe_api._lists import ID_LENGTH_MAX, TIMESTAMP_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid
 from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Params, Scope, read_params
-from farthing.stripe_api.payment_intents import write
-from farthing.stripe_api.payment_intents._service import Context, Outcome, context
+from farthing.stripe_api.payment_intents import read, write
+from farthing.stripe_api.payment_intents._service import Context, Outcome
 from farthing.stripe_api.payments import payments_of
 from farthing.stripe_api.payouts import _banks as bank_service
 from farthing.stripe_api.payouts import _service as service
@@ -41,18 +39,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     409: {"description": "A request with the same Idempotency-Key is still executing"},
     503: {"description": "The vault has no key (bank account fingerprints need it)"},
 }
-
-
-async def _read(request: Request, scope: Scope, step: Callable[[Context], Any]) -> Any:
-    """A read in one connection, without the write lock that `write` takes."""
-    payments = payments_of(request)
-    origin = str(request.base_url)
-
-    def run() -> Any:
-        with request.app.state.engine.connect() as connection:
-            return step(context(connection, payments, scope, origin))
-
-    return await run_in_threadpool(run)
 
 
 # -- payouts -------------------------------------------------------------------------------
@@ -224,7 +210,7 @@ async def list_external_accounts(request: Request, scope: Scope, account_id: str
             conditions=conditions,
         )  # fmt: skip
 
-    result: dict[str, Any] = await _read(request, scope, step)
+    result: dict[str, Any] = await read(request, scope, step)
     return result
 
 
@@ -241,7 +227,7 @@ async def retrieve_external_account(
         obj = bank_service.bank_account_object(bank_service.load_bank(ctx, owner, bank_id))
         return expand(ctx.connection, owner, obj, paths)
 
-    result: dict[str, Any] = await _read(request, scope, step)
+    result: dict[str, Any] = await read(request, scope, step)
     return result
 
 

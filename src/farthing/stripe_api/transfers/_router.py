@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from farthing.db.schema import stripe_transfer_reversals as reversals
@@ -16,9 +14,8 @@ from farthing.stripe_api._expand import expand, list_paths
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
 from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Scope, read_params
-from farthing.stripe_api.payment_intents import write
-from farthing.stripe_api.payment_intents._service import Context, context
-from farthing.stripe_api.payments import payments_of
+from farthing.stripe_api.payment_intents import read, write
+from farthing.stripe_api.payment_intents._service import Context
 from farthing.stripe_api.transfers import _service as service
 
 __all__ = ["router"]
@@ -33,18 +30,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such transfer or transfer reversal in scope"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
-
-
-async def _read(request: Request, scope: Scope, step: Callable[[Context], Any]) -> Any:
-    """A read in one connection, without the write lock that `write` takes."""
-    payments = payments_of(request)
-    origin = str(request.base_url)
-
-    def run() -> Any:
-        with request.app.state.engine.connect() as connection:
-            return step(context(connection, payments, scope, origin))
-
-    return await run_in_threadpool(run)
 
 
 @router.post("/transfers", responses=_ERRORS, openapi_extra=FORM_BODY)
@@ -84,7 +69,7 @@ async def retrieve_transfer(request: Request, scope: Scope, transfer_id: str) ->
         obj = service.transfer_object(ctx.connection, scope, row)
         return expand(ctx.connection, scope, obj, paths)
 
-    result: dict[str, Any] = await _read(request, scope, step)
+    result: dict[str, Any] = await read(request, scope, step)
     return result
 
 
@@ -135,7 +120,7 @@ async def list_transfers(request: Request, scope: Scope) -> dict[str, Any]:
             conditions=conditions,
         )
 
-    result: dict[str, Any] = await _read(request, scope, step)
+    result: dict[str, Any] = await read(request, scope, step)
     return result
 
 
@@ -185,7 +170,7 @@ async def list_reversals(request: Request, scope: Scope, transfer_id: str) -> di
             conditions=[reversals.c.transfer_id == transfer_id],
         )
 
-    result: dict[str, Any] = await _read(request, scope, step)
+    result: dict[str, Any] = await read(request, scope, step)
     return result
 
 
@@ -204,7 +189,7 @@ async def retrieve_reversal(
         obj = service.reversal_object(row, livemode=scope.livemode)
         return expand(ctx.connection, scope, obj, paths)
 
-    result: dict[str, Any] = await _read(request, scope, step)
+    result: dict[str, Any] = await read(request, scope, step)
     return result
 
 
