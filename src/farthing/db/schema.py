@@ -152,8 +152,14 @@ ledger_transfers = sa.Table(
     sa.Column("cr_credits_pending", sa.BigInteger, nullable=False),
     sa.Column("cr_credits_posted", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("ledger_id", "id"),
-    sa.Index(None, "debit_pk", "ts"),
-    sa.Index(None, "credit_pk", "ts"),
+    # An account's transfers in time order. On SQLite ts is the rowid, which ends every index
+    # entry already: indexing it again doubles the entry, and each batch rewrites more index
+    # pages (SQLite's WAL logs whole pages): 1,000,000 batched transfers on the same accounts
+    # ran 14% faster without it.
+    sa.Index("ix_ledger_transfers_debit_pk_ts", "debit_pk", "ts").ddl_if(dialect="postgresql"),
+    sa.Index("ix_ledger_transfers_credit_pk_ts", "credit_pk", "ts").ddl_if(dialect="postgresql"),
+    sa.Index("ix_ledger_transfers_debit_pk", "debit_pk").ddl_if(dialect="sqlite"),
+    sa.Index("ix_ledger_transfers_credit_pk", "credit_pk").ddl_if(dialect="sqlite"),
 )
 
 # Derived state of pending transfers (rebuilt and checked by `farthing verify`).
