@@ -346,6 +346,45 @@ def events_attempts(
         typer.echo(json.dumps(row, sort_keys=True))
 
 
+@app.command()
+def prune(
+    database_url: DatabaseUrl = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Rows per kind per transaction (max: retention.PRUNE_BATCH_SIZE_MAX)",
+        ),
+    ] = 1_000,
+) -> None:
+    """Delete events past 30 days (with their webhook deliveries) and idempotency keys past 24
+    hours; events a worker still owes are kept. Prints what went, as JSON."""
+    import json  # noqa: PLC0415
+
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
+    from farthing.stripe_api.retention import prune as prune_expired  # noqa: PLC0415
+
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        report = prune_expired(engine, batch_size=batch_size)
+        with begin_write(engine) as connection:
+            _record_admin(connection, action="prune")
+    finally:
+        engine.dispose()
+    typer.echo(
+        json.dumps(
+            {
+                "events": report.events,
+                "deliveries": report.deliveries,
+                "attempts": report.attempts,
+                "idempotency_keys": report.idempotency_keys,
+            }
+        )
+    )
+
+
 @accounts_app.command("create")
 def accounts_create(
     name: Annotated[str, typer.Option(help="Display name")],

@@ -1,0 +1,130 @@
+"""Retention: delete what the API no longer shows, so the database does not grow forever.
+
+- Events older than ``EVENT_RETENTION_S`` (30 days; the API stopped listing them at that age)
+  with their webhook deliveries and attempts. An event is kept while any of its deliveries is
+  still pending, and while an event stream (NATS) has not published it yet: pruning never takes
+  away something a worker still owes somebody.
+- Idempotency keys older than ``IDEMPOTENCY_TTL_NS`` (24 hours; a retry after that is new
+  anyway).
+
+Each batch is one short transaction of at most ``batch_size`` rows per kind, so a large backlog
+never holds locks for long. Ledger rows, the ledger journal and the audit trail are never pruned:
+they are the record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from farthing.db.engine import begin_write
+from farthing.db.schema import stripe_event_stream_cursors as cursors
+from farthing.db.schema import stripe_events as events
+from farthing.db.schema import stripe_idempotency_keys as keys
+from farthing.db.schema import stripe_webhook_attempts as attempts
+from farthing.db.schema import stripe_webhook_deliveries as deliveries
+from farthing.stripe_api._idempotency import IDEMPOTENCY_TTL_NS
+from farthing.stripe_api.events import EVENT_RETENTION_S
+
+__all__ = ["PRUNE_BATCH_SIZE_MAX", "PruneReport", "prune"]
+
+PRUNE_BATCH_SIZE_MAX = 10_000
+_NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneReport:
+    """How many rows of each kind were deleted."""
+
+    events: int = 0
+    deliveries: int = 0
+    attempts: int = 0
+    idempotency_keys: int = 0
+
+    def __add__(self, other: PruneReport) -> PruneReport:
+        return PruneReport(
+            events=self.events + other.events,
+            deliveries=self.deliveries + other.deliveries,
+            attempts=self.attempts + other.attempts,
+            idempotency_keys=self.idempotency_keys + other.idempotency_keys,
+        )
+
+
+def prune(engine: sa.Engine, *, batch_size: int = 1_000, now_ns: int | None = None) -> PruneReport:
+    """Delete expired events (with their deliveries and attempts) and idempotency keys."""
+    assert 0 < batch_size <= PRUNE_BATCH_SIZE_MAX
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    total = PruneReport()
+    while True:
+        with begin_write(engine) as connection:
+            report = _prune_events(connection, now_ns // _NS_PER_S, batch_size)
+        total += report
+        if report.events < batch_size:
+            break
+    while True:
+        with begin_write(engine) as connection:
+            deleted = _prune_idempotency_keys(connection, now_ns, batch_size)
+        total += PruneReport(idempotency_keys=deleted)
+        if deleted < batch_size:
+            break
+    return total
+
+
+def _pending_delivery(event_id: sa.ColumnElement[str]) -> sa.Exists:
+    return sa.exists().where(deliveries.c.event_id == event_id, deliveries.c.status == "pending")
+
+
+def _prune_events(connection: sa.Connection, now_s: int, limit: int) -> PruneReport:
+    conditions = [events.c.created < now_s - EVENT_RETENTION_S, ~_pending_delivery(events.c.id)]
+    # The slowest stream's cursor: events after it are not published everywhere yet.
+    published = connection.execute(sa.select(sa.func.min(cursors.c.seq))).scalar_one_or_none()
+    if published is not None:
+        conditions.append(events.c.seq <= published)
+    chosen = connection.execute(
+        sa.select(events.c.seq, events.c.id).where(*conditions).order_by(events.c.seq).limit(limit)
+    ).all()
+    if not chosen:
+        return PruneReport()
+    ids = [row.id for row in chosen]
+    # Settled deliveries only: a resend may have made one pending since the choice above, and
+    # then its event stays too (the last statement checks again).
+    settled = sa.and_(deliveries.c.event_id.in_(ids), deliveries.c.status != "pending")
+    removed_attempts = connection.execute(
+        attempts.delete().where(
+            attempts.c.delivery_seq.in_(sa.select(deliveries.c.seq).where(settled))
+        )
+    ).rowcount
+    removed_deliveries = connection.execute(deliveries.delete().where(settled)).rowcount
+    removed_events = connection.execute(
+        events.delete().where(
+            events.c.seq.in_([row.seq for row in chosen]), ~_pending_delivery(events.c.id)
+        )
+    ).rowcount
+    assert 0 <= removed_events <= len(chosen)
+    return PruneReport(
+        events=removed_events, deliveries=removed_deliveries, attempts=removed_attempts
+    )
+
+
+def _prune_idempotency_keys(connection: sa.Connection, now_ns: int, limit: int) -> int:
+    expired = connection.execute(
+        sa.select(keys.c.tenant_id, keys.c.mode, keys.c.key)
+        .where(keys.c.created_at_ns < now_ns - IDEMPOTENCY_TTL_NS)
+        .order_by(keys.c.created_at_ns)
+        .limit(limit)
+    ).all()
+    if not expired:
+        return 0
+    deleted = connection.execute(
+        keys.delete().where(
+            sa.tuple_(keys.c.tenant_id, keys.c.mode, keys.c.key).in_(
+                [tuple(row) for row in expired]
+            ),
+            # Checked again: a key re-claimed since the choice above is new and stays.
+            keys.c.created_at_ns < now_ns - IDEMPOTENCY_TTL_NS,
+        )
+    ).rowcount
+    assert 0 <= deleted <= len(expired)
+    return int(deleted)
