@@ -40,6 +40,7 @@ from farthing.ledger import (
     digest_records,
 )
 from farthing.ledger_service._records import TRANSFER_COLUMNS, transfer_record
+from farthing.ledger_service._writer import transfer_row
 
 ACCOUNTS = 10_000
 LEDGER_ID = 1
@@ -145,26 +146,14 @@ def _engine_stage(
     ts = time.time_ns()
     rows: list[tuple[Any, ...]] = []
     for offset, transfer in enumerate(ledger.new_transfers):
+        debit_pk = int(transfer.debit_account_id[1:]) + 1
+        credit_pk = int(transfer.credit_account_id[1:]) + 1
         rows.append(
-            (
-                ts + offset,
-                LEDGER_ID,
-                transfer.id,
-                int(transfer.debit_account_id[1:]) + 1,
-                int(transfer.credit_account_id[1:]) + 1,
-                transfer.amount_minor,
-                transfer.currency,
-                transfer.pending_id,
-                transfer.timeout_s,
-                transfer.expires_at_ns,
-                transfer.code,
-                transfer.flags,
-                None,
-                seq,
-                *transfer.debit_balances,
-                *transfer.credit_balances,
+            transfer_row(
+                transfer, ts=ts + offset, ledger_id=LEDGER_ID, debit_pk=debit_pk,
+                credit_pk=credit_pk, seq=seq,
             )
-        )
+        )  # fmt: skip
     digest = digest_records(transfer_record(row) for row in rows)
     balances = [
         (*ledger.accounts[account_id].snapshot(), int(account_id[1:]) + 1)

@@ -26,6 +26,7 @@ from farthing.ledger import (
     LiveAccount,
     SetLimitResult,
     StoredTransfer,
+    Transfer,
     TransferFlags,
     apply_limit_change,
     create_accounts,
@@ -57,7 +58,7 @@ from farthing.ledger_service._sql import (
     storable,
 )
 
-__all__ = ["LedgerWriter", "decode_metadata"]
+__all__ = ["LedgerWriter", "decode_metadata", "transfer_row"]
 
 COMMIT_ATTEMPTS_MAX = 8
 _INSERT_ACCOUNT = "INSERT INTO ledger_accounts ({}) VALUES ({})".format(  # noqa: S608 - constants
@@ -484,31 +485,13 @@ class LedgerWriter:
         for offset, transfer in enumerate(transfers):
             assert transfer.ordinal == offset
             transfer_ts = timestamps[offset]
-            dr = transfer.debit_balances
-            cr = transfer.credit_balances
-            row = (
-                transfer_ts,
-                ledger_id,
-                transfer.id,
-                pks[transfer.debit_account_id],
-                pks[transfer.credit_account_id],
-                transfer.amount_minor,
-                transfer.currency,
-                transfer.pending_id,
-                transfer.timeout_s,
-                transfer.expires_at_ns,
-                transfer.code,
-                int(transfer.flags),
-                encode_metadata(transfer.metadata),
-                seq,
-                dr.debits_pending,
-                dr.debits_posted,
-                dr.credits_pending,
-                dr.credits_posted,
-                cr.debits_pending,
-                cr.debits_posted,
-                cr.credits_pending,
-                cr.credits_posted,
+            row = transfer_row(
+                transfer,
+                ts=transfer_ts,
+                ledger_id=ledger_id,
+                debit_pk=pks[transfer.debit_account_id],
+                credit_pk=pks[transfer.credit_account_id],
+                seq=seq,
             )
             rows.append(row)
             new_ts[transfer.id] = transfer_ts
@@ -556,6 +539,38 @@ class LedgerWriter:
             )
         if rows:
             self._ops.update_balances(cursor, rows)
+
+
+def transfer_row(  # noqa: PLR0913 - the stored columns that are not the transfer's own
+    transfer: Transfer, *, ts: int, ledger_id: int, debit_pk: int, credit_pk: int, seq: int
+) -> Row:
+    """A transfer as a ``ledger_transfers`` row, in ``TRANSFER_COLUMNS`` order."""
+    dr = transfer.debit_balances
+    cr = transfer.credit_balances
+    return (
+        ts,
+        ledger_id,
+        transfer.id,
+        debit_pk,
+        credit_pk,
+        transfer.amount_minor,
+        transfer.currency,
+        transfer.pending_id,
+        transfer.timeout_s,
+        transfer.expires_at_ns,
+        transfer.code,
+        int(transfer.flags),
+        encode_metadata(transfer.metadata),
+        seq,
+        dr.debits_pending,
+        dr.debits_posted,
+        dr.credits_pending,
+        dr.credits_posted,
+        cr.debits_pending,
+        cr.debits_posted,
+        cr.credits_pending,
+        cr.credits_posted,
+    )
 
 
 class StaleReadError(Exception):
