@@ -389,6 +389,8 @@ stripe_refunds = _object_table(  # re_...
     sa.Column("reason", sa.String(32), nullable=True),
     sa.Column("fee_returned", sa.BigInteger, nullable=False),
     sa.Column("balance_transaction_id", sa.String(40), nullable=True),
+    # The reversal of a destination charge's transfer made with it (reverse_transfer), else NULL.
+    sa.Column("transfer_reversal_id", sa.String(40), nullable=True),
     sa.Index(None, "tenant_id", "mode", "charge_id", "seq"),
 )
 
@@ -431,6 +433,8 @@ stripe_transfer_reversals = _object_table(  # trr_...
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("balance_transaction_id", sa.String(40), nullable=False),
+    # The refund that reversed it (a refund with reverse_transfer), else NULL.
+    sa.Column("source_refund_id", sa.String(40), nullable=True),
     sa.Index(None, "tenant_id", "mode", "transfer_id", "seq"),
 )
 

@@ -379,6 +379,7 @@ OPERATIONS: dict[str, Operation] = {
             "amount": AMOUNT,
             "reason": _choice(REASONS),
             "metadata": METADATA,
+            "reverse_transfer": BOOLEAN,
             "expand": EXPAND,
         },
     ),

@@ -43,6 +43,7 @@ async def create_refund(request: Request, scope: Scope) -> JSONResponse:
         amount=reader.amount("amount"),
         reason=reason,
         metadata=reader.metadata(),
+        reverse_transfer=bool(reader.boolean("reverse_transfer")),
     )
     paths = reader.expand()
     reader.finish()

@@ -34,6 +34,7 @@ from farthing.stripe_api.payments import (
     require_done,
     settle_due,
 )
+from farthing.stripe_api.transfers._service import ReversalFields, create_reversal, load_transfer
 
 __all__ = ["RefundFields", "create", "refund_object", "update"]
 
@@ -45,6 +46,8 @@ class RefundFields:
     amount: int | None = None
     reason: str | None = None
     metadata: MetadataChange | None = None
+    # Take the connected account's share back too (destination charges only).
+    reverse_transfer: bool = False
 
 
 def refund_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def refund_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]:
         "receipt_number": None,
         "source_transfer_reversal": None,
         "status": row["status"],
-        "transfer_reversal": None,
+        "transfer_reversal": row["transfer_reversal_id"],
     }
 
 
@@ -120,7 +123,15 @@ def create(ctx: Context, fields: RefundFields) -> Outcome:
     refunded_before = captured - refundable
     fee_back = charge["fee"] * (refunded_before + amount) // captured - charge["fee_refunded"]
     assert 0 <= fee_back <= charge["fee"] - charge["fee_refunded"]
-    row = _record(ctx, charge, amount, fee_back, fields)
+    refund_id = objects.new_id("re_")
+    # The reversal first: the connected account's share comes back to the platform's balance,
+    # from which the refund is then taken.
+    reversal_id = (
+        _reverse_transfer(ctx, charge, amount, refund_id) if fields.reverse_transfer else None
+    )
+    row = _record(
+        ctx, charge, amount, fee_back, fields, refund_id=refund_id, reversal_id=reversal_id
+    )
     objects.update(
         ctx.connection, charges, ctx.scope, charge["id"],
         amount_refunded=charge["amount_refunded"] + amount,
@@ -132,8 +143,46 @@ def create(ctx: Context, fields: RefundFields) -> Outcome:
     return 200, refund
 
 
-def _record(
-    ctx: Context, charge: objects.ObjectRow, amount: int, fee_back: int, fields: RefundFields
+def _reverse_transfer(
+    ctx: Context, charge: objects.ObjectRow, amount: int, refund_id: str
+) -> str | None:
+    """Stripe's ``reverse_transfer``: reverse the charge's transfer in proportion to the refund,
+    cumulatively rounded down, so that refunding the whole charge reverses the whole transfer.
+    None when nothing is left to reverse (a small refund's share rounds to 0, or the transfer was
+    reversed by hand already)."""
+    transfer_id = charge["transfer_id"]
+    if transfer_id is None:
+        raise invalid(
+            "reverse_transfer applies to destination charges; this charge has no transfer.",
+            "reverse_transfer",
+        )
+    transfer = load_transfer(ctx, transfer_id)
+    captured = int(charge["amount_captured"])
+    refunded_before = captured - _refundable(charge)
+    share = (
+        transfer["amount"] * (refunded_before + amount) // captured
+        - transfer["amount"] * refunded_before // captured
+    )
+    share = min(share, int(transfer["amount"] - transfer["amount_reversed"]))
+    assert share <= amount
+    if share <= 0:
+        return None
+    status, reversal = create_reversal(
+        ctx, transfer_id, ReversalFields(amount=share), source_refund=refund_id
+    )
+    assert status == 200
+    return str(reversal["id"])
+
+
+def _record(  # noqa: PLR0913 - the refund's parts, each named
+    ctx: Context,
+    charge: objects.ObjectRow,
+    amount: int,
+    fee_back: int,
+    fields: RefundFields,
+    *,
+    refund_id: str,
+    reversal_id: str | None,
 ) -> objects.ObjectRow:
     currency, tenant = charge["currency"], ctx.scope.tenant_id
     charge_txn = objects.load(
@@ -142,7 +191,6 @@ def _record(
     assert charge_txn is not None
     settled = charge_txn["status"] == "available"
     source = available_account(tenant, currency) if settled else pending_account(tenant, currency)
-    refund_id = objects.new_id("re_")
     movement = ctx.payments.ledger.movement(ctx.connection, ctx.scope)
     movement.involve(tenant, currency)
     events = []
@@ -181,6 +229,7 @@ def _record(
         "charge_id": charge["id"], "payment_intent_id": charge["payment_intent_id"],
         "amount": amount, "currency": currency, "status": "succeeded", "reason": fields.reason,
         "fee_returned": fee_back, "balance_transaction_id": txn_id,
+        "transfer_reversal_id": reversal_id,
     }  # fmt: skip
     objects.insert(ctx.connection, refunds, ctx.scope, row)
     settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)

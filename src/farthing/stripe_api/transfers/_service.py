@@ -97,7 +97,7 @@ def reversal_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]
         "currency": row["currency"],
         "destination_payment_refund": _payment_refund_id(row["id"]),
         "metadata": row["metadata"],
-        "source_refund": None,
+        "source_refund": row["source_refund_id"],
         "transfer": row["transfer_id"],
     }
 
@@ -275,7 +275,11 @@ def _pending_until(ctx: Context, target: Partition, row: objects.ObjectRow) -> i
     return int(payment[0]["available_on"])
 
 
-def create_reversal(ctx: Context, transfer_id: str, fields: ReversalFields) -> Outcome:
+def create_reversal(
+    ctx: Context, transfer_id: str, fields: ReversalFields, *, source_refund: str | None = None
+) -> Outcome:
+    """Move ``fields.amount`` (default: what is left) of a transfer back to the platform;
+    ``source_refund``: the refund this reversal is part of (``reverse_transfer``)."""
     row = load_transfer(ctx, transfer_id, for_update=True)
     amount = _reversal_amount(row, fields.amount)
     currency = row["currency"]
@@ -309,6 +313,7 @@ def create_reversal(ctx: Context, transfer_id: str, fields: ReversalFields) -> O
         "id": reversal_id, "created": ctx.now_s,
         "metadata": merge_metadata({}, fields.metadata), "transfer_id": transfer_id,
         "amount": amount, "currency": currency, "balance_transaction_id": txn_id,
+        "source_refund_id": source_refund,
     }  # fmt: skip
     objects.insert(ctx.connection, reversals, ctx.scope, reversal)
     objects.update(
