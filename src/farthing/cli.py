@@ -350,12 +350,7 @@ def events_attempts(
 def prune(
     database_url: DatabaseUrl = None,
     batch_size: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            max=10_000,
-            help="Rows per kind per transaction (max: retention.PRUNE_BATCH_SIZE_MAX)",
-        ),
+        int, typer.Option(help="Rows per kind per transaction (at most 10,000)")
     ] = 1_000,
 ) -> None:
     """Delete events past 30 days (with their webhook deliveries) and idempotency keys past 24
@@ -364,8 +359,14 @@ def prune(
 
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
+    from farthing.stripe_api.retention import (  # noqa: PLC0415
+        PRUNE_BATCH_SIZE_MAX,
+    )
     from farthing.stripe_api.retention import prune as prune_expired  # noqa: PLC0415
 
+    if not 0 < batch_size <= PRUNE_BATCH_SIZE_MAX:
+        msg = f"1 to {PRUNE_BATCH_SIZE_MAX}"
+        raise typer.BadParameter(msg, param_hint="--batch-size")
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         report = prune_expired(engine, batch_size=batch_size)

@@ -147,6 +147,9 @@ def test_farthing_prune_prints_the_report_and_is_audited(sqlite_url: str) -> Non
         _estate(engine)
     finally:
         engine.dispose()
+    for bad in ("0", "10001"):
+        refused = farthing("prune", "--database-url", sqlite_url, "--batch-size", bad, expect=2)
+        assert "1 to 10000" in refused.stderr
     result = farthing("prune", "--database-url", sqlite_url, "--batch-size", "2", env=cli_env())
     assert json.loads(result.stdout) == {
         "events": 3, "deliveries": 3, "attempts": 3, "idempotency_keys": 3,
