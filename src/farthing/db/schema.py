@@ -556,6 +556,11 @@ stripe_event_stream_cursors = sa.Table(
     metadata,
     sa.Column("stream", sa.String(64), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    # PostgreSQL: the cursor waits at gaps in seq until every transaction that was running when
+    # they were seen has ended, i.e. until the snapshot's xmin reaches gap_wait_xmax. The gaps
+    # seen then are those up to gap_seen_seq (the last seq that snapshot showed).
+    sa.Column("gap_wait_xmax", sa.BigInteger, nullable=True),
+    sa.Column("gap_seen_seq", sa.BigInteger, nullable=True),
 )
 
 

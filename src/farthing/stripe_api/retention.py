@@ -3,7 +3,8 @@
 - Events older than ``EVENT_RETENTION_S`` (30 days; the API stopped listing them at that age)
   with their webhook deliveries and attempts. An event is kept while any of its deliveries is
   still pending, and while an event stream (NATS) has not published it yet: pruning never takes
-  away something a worker still owes somebody.
+  away something a worker still owes somebody. The newest event always stays, so that a seq is
+  never handed out twice (SQLite reuses the highest rowid once it is deleted).
 - Idempotency keys older than ``IDEMPOTENCY_TTL_NS`` (24 hours; a retry after that is new
   anyway).
 
@@ -77,7 +78,12 @@ def _pending_delivery(event_id: sa.ColumnElement[str]) -> sa.Exists:
 
 
 def _prune_events(connection: sa.Connection, now_s: int, limit: int) -> PruneReport:
-    conditions = [events.c.created < now_s - EVENT_RETENTION_S, ~_pending_delivery(events.c.id)]
+    conditions = [
+        events.c.created < now_s - EVENT_RETENTION_S,
+        ~_pending_delivery(events.c.id),
+        # Never the newest: SQLite would give its seq to the next event, behind stream cursors.
+        events.c.seq < sa.select(sa.func.max(events.c.seq)).scalar_subquery(),
+    ]
     # The slowest stream's cursor: events after it are not published everywhere yet.
     published = connection.execute(sa.select(sa.func.min(cursors.c.seq))).scalar_one_or_none()
     if published is not None:

@@ -161,3 +161,19 @@ def test_farthing_prune_prints_the_report_and_is_audited(sqlite_url: str) -> Non
     finally:
         engine.dispose()
     assert any("prune" in action for action in actions), actions
+
+
+def test_the_newest_event_stays_so_no_seq_is_handed_out_twice(engine: sa.Engine) -> None:
+    with begin_write(engine) as connection:
+        tenant = create_tenant(connection, name="retention")
+        scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
+        old = [_event(connection, scope, OLD_S, "succeeded") for _ in range(3)]
+        newest_seq = connection.execute(sa.select(sa.func.max(events.c.seq))).scalar_one()
+        connection.execute(cursors.insert().values(stream="S", seq=newest_seq))
+    assert prune(engine, now_ns=NOW_NS).events == len(old) - 1
+    with begin_write(engine) as connection:
+        fresh = emit(connection, scope, "customer.created", {"id": "cus_y", "object": "customer"})
+        fresh_seq = connection.execute(
+            sa.select(events.c.seq).where(events.c.id == fresh)
+        ).scalar_one()
+    assert fresh_seq > newest_seq  # The stream's cursor cannot have passed it already.

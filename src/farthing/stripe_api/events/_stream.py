@@ -7,16 +7,19 @@ JetStream drops the repeats inside its duplicate window, and a consumer de-dupli
 older by event id. Subjects: ``{prefix}.{mode}.{account}.{type}``, e.g.
 ``farthing.events.test.acct_123.charge.succeeded``; stream ``FARTHING_EVENTS`` by default.
 Run one publishing worker per stream: two would each keep order, but not with each other.
+On PostgreSQL the cursor waits at a gap in ``seq`` until the transaction that may fill it has
+ended (``_ready``), so an event committed late is never skipped.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from farthing.db.engine import begin_write
+from farthing.db.engine import Dialect, begin_write, dialect_of
 from farthing.db.schema import stripe_event_stream_cursors as cursors
 from farthing.db.schema import stripe_events as events
 from farthing.stripe_api.events._service import event_object
@@ -39,14 +42,79 @@ async def ensure_stream(js: Any, *, stream: str, subject_prefix: str) -> None:
         await js.add_stream(config)
 
 
-def _cursor(connection: sa.Connection, stream: str) -> int:
-    seq = connection.execute(
-        sa.select(cursors.c.seq).where(cursors.c.stream == stream)
-    ).scalar_one_or_none()
-    if seq is None:
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    seq: int
+    # Gaps up to gap_seen_seq wait until the snapshot's xmin reaches gap_wait_xmax (PostgreSQL).
+    gap_wait_xmax: int | None = None
+    gap_seen_seq: int | None = None
+
+
+def _cursor(connection: sa.Connection, stream: str) -> _Cursor:
+    row = connection.execute(
+        sa.select(cursors.c.seq, cursors.c.gap_wait_xmax, cursors.c.gap_seen_seq).where(
+            cursors.c.stream == stream
+        )
+    ).one_or_none()
+    if row is None:
         connection.execute(cursors.insert().values(stream=stream, seq=0))
-        return 0
-    return int(seq)
+        return _Cursor(0)
+    return _Cursor(int(row.seq), row.gap_wait_xmax, row.gap_seen_seq)
+
+
+def _read(
+    engine: sa.Engine, after: int, batch_max: int
+) -> tuple[list[Any], tuple[int, int] | None]:
+    """The next events, and on PostgreSQL the (xmin, xmax) of the very snapshot they were read in
+    (REPEATABLE READ keeps one snapshot for both statements)."""
+    with engine.connect() as connection:
+        horizon = None
+        if dialect_of(engine) is Dialect.postgresql:
+            connection.execution_options(isolation_level="REPEATABLE READ")
+            xmin, xmax = connection.exec_driver_sql(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+                "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+            ).one()
+            horizon = (int(xmin), int(xmax))
+        rows = list(
+            connection.execute(
+                sa.select(events)
+                .where(events.c.seq > after)
+                .order_by(events.c.seq)
+                .limit(batch_max)
+            ).mappings()
+        )
+        connection.rollback()
+    return rows, horizon
+
+
+def _ready(
+    cursor: _Cursor, rows: list[Any], horizon: tuple[int, int] | None
+) -> tuple[list[Any], _Cursor]:
+    """The events that may go out now, in order, and where the cursor goes after them.
+
+    SQLite has one writer at a time, so seq order is commit order. On PostgreSQL a seq is taken
+    at insert, not at commit: a transaction holding seq 10 may commit after the one holding 11,
+    or roll back and leave 10 unused forever. Moving past 10 then could lose it, so the cursor
+    waits at a gap until every transaction that was running when the gap was seen has ended
+    (xmin has reached the xmax of that snapshot); the gap is then filled or final.
+    """
+    if horizon is None:
+        return rows, _Cursor(rows[-1]["seq"] if rows else cursor.seq)
+    xmin, xmax = horizon
+    ready: list[Any] = []
+    seq, wait_xmax, seen_seq = cursor.seq, cursor.gap_wait_xmax, cursor.gap_seen_seq
+    for row in rows:
+        if row["seq"] != seq + 1:
+            if wait_xmax is None or seen_seq is None or row["seq"] > seen_seq:
+                wait_xmax, seen_seq = xmax, rows[-1]["seq"]  # First seen in this snapshot.
+            if xmin < wait_xmax:
+                return ready, _Cursor(seq, wait_xmax, seen_seq)
+        ready.append(row)
+        seq = row["seq"]
+    if seen_seq is not None and seen_seq > seq:
+        return ready, _Cursor(seq, wait_xmax, seen_seq)  # Known gaps ahead keep their wait.
+    return ready, _Cursor(seq)
 
 
 async def publish_pending(
@@ -60,28 +128,31 @@ async def publish_pending(
     """Publish the next batch of events after the stream's cursor; returns how many."""
     assert 0 < batch_max <= PUBLISH_BATCH_MAX
     with begin_write(engine) as connection:
-        after = _cursor(connection, stream)
-    with engine.connect() as connection:
-        rows = list(
-            connection.execute(
-                sa.select(events)
-                .where(events.c.seq > after)
-                .order_by(events.c.seq)
-                .limit(batch_max)
-            ).mappings()
-        )
-    for row in rows:
+        cursor = _cursor(connection, stream)
+    rows, horizon = _read(engine, cursor.seq, batch_max)
+    ready, moved = _ready(cursor, rows, horizon)
+    for row in ready:
         body = json.dumps(event_object(row, livemode=row["mode"] == "live")).encode()
         subject = f"{subject_prefix}.{row['mode']}.{row['tenant_id']}.{row['type']}"
         await js.publish(
             subject, body, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": row["id"]}
         )
-    if rows:
+    if moved != cursor:
         with begin_write(engine) as connection:
             # Only forward: a second publisher that got here first must not be undone.
             connection.execute(
                 cursors.update()
-                .where(cursors.c.stream == stream, cursors.c.seq < rows[-1]["seq"])
-                .values(seq=rows[-1]["seq"])
+                .where(
+                    cursors.c.stream == stream,
+                    sa.or_(
+                        cursors.c.seq < moved.seq,
+                        sa.and_(cursors.c.seq == moved.seq, cursors.c.gap_wait_xmax.is_(None)),
+                    ),
+                )
+                .values(
+                    seq=moved.seq,
+                    gap_wait_xmax=moved.gap_wait_xmax,
+                    gap_seen_seq=moved.gap_seen_seq,
+                )
             )
-    return len(rows)
+    return len(ready)
