@@ -21,7 +21,7 @@ def restored_gc() -> Iterator[None]:
 def test_tune_gc_collects_young_objects_less_often_than_cpython_does() -> None:
     gc.set_threshold(700, 10, 10)  # CPython's default.
     tune_gc()
-    assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_threshold()[0] == GC_THRESHOLDS[0]
     # A full batch allocates about three tuples per transfer; the young generation must hold
     # at least one whole batch's worth before the collector walks it.
     assert GC_THRESHOLDS[0] >= 3 * 8189

@@ -17,4 +17,5 @@ GC_THRESHOLDS = (50_000, 20, 20)
 def tune_gc() -> None:
     """Collect cyclic garbage less often (see ``GC_THRESHOLDS``)."""
     gc.set_threshold(*GC_THRESHOLDS)
-    assert gc.get_threshold() == GC_THRESHOLDS
+    # Only generation 0 is compared: later CPythons may not keep the older generations' values.
+    assert gc.get_threshold()[0] == GC_THRESHOLDS[0]

@@ -350,7 +350,7 @@ def events_attempts(
 def prune(
     database_url: DatabaseUrl = None,
     batch_size: Annotated[
-        int, typer.Option(help="Rows per kind per transaction (at most 10,000)")
+        int, typer.Option(help="Events or keys per transaction (at most 10,000)")
     ] = 1_000,
 ) -> None:
     """Delete events past 30 days (with their webhook deliveries) and idempotency keys past 24

@@ -8,9 +8,10 @@
 - Idempotency keys older than ``IDEMPOTENCY_TTL_NS`` (24 hours; a retry after that is new
   anyway).
 
-Each batch is one short transaction of at most ``batch_size`` rows per kind, so a large backlog
-never holds locks for long. Ledger rows, the ledger journal and the audit trail are never pruned:
-they are the record.
+Each batch is one short transaction of at most ``batch_size`` events (with their deliveries, at
+most one per webhook endpoint, and those deliveries' attempts) or ``batch_size`` idempotency
+keys, so a large backlog never holds locks for long. Ledger rows, the ledger journal and the
+audit trail are never pruned: they are the record.
 """
 
 from __future__ import annotations
@@ -88,27 +89,34 @@ def _prune_events(connection: sa.Connection, now_s: int, limit: int) -> PruneRep
     published = connection.execute(sa.select(sa.func.min(cursors.c.seq))).scalar_one_or_none()
     if published is not None:
         conditions.append(events.c.seq <= published)
-    chosen = connection.execute(
-        sa.select(events.c.seq, events.c.id).where(*conditions).order_by(events.c.seq).limit(limit)
-    ).all()
-    if not chosen:
+    candidates = connection.execute(
+        sa.select(events.c.seq).where(*conditions).order_by(events.c.seq).limit(limit)
+    ).scalars()
+    seqs = list(candidates)
+    if not seqs:
         return PruneReport()
+    # Lock the events first (a resend takes them FOR SHARE), then look again in a new statement:
+    # a resend that committed before the lock made a delivery pending, and that event stays.
+    connection.execute(
+        sa.select(events.c.seq).where(events.c.seq.in_(seqs)).with_for_update()
+    ).all()
+    chosen = connection.execute(
+        sa.select(events.c.seq, events.c.id).where(
+            events.c.seq.in_(seqs), ~_pending_delivery(events.c.id)
+        )
+    ).all()
     ids = [row.id for row in chosen]
-    # Settled deliveries only: a resend may have made one pending since the choice above, and
-    # then its event stays too (the last statement checks again).
-    settled = sa.and_(deliveries.c.event_id.in_(ids), deliveries.c.status != "pending")
+    delivery_seqs = sa.select(deliveries.c.seq).where(deliveries.c.event_id.in_(ids))
     removed_attempts = connection.execute(
-        attempts.delete().where(
-            attempts.c.delivery_seq.in_(sa.select(deliveries.c.seq).where(settled))
-        )
+        attempts.delete().where(attempts.c.delivery_seq.in_(delivery_seqs))
     ).rowcount
-    removed_deliveries = connection.execute(deliveries.delete().where(settled)).rowcount
+    removed_deliveries = connection.execute(
+        deliveries.delete().where(deliveries.c.event_id.in_(ids))
+    ).rowcount
     removed_events = connection.execute(
-        events.delete().where(
-            events.c.seq.in_([row.seq for row in chosen]), ~_pending_delivery(events.c.id)
-        )
+        events.delete().where(events.c.seq.in_([row.seq for row in chosen]))
     ).rowcount
-    assert 0 <= removed_events <= len(chosen)
+    assert removed_events == len(chosen)
     return PruneReport(
         events=removed_events, deliveries=removed_deliveries, attempts=removed_attempts
     )

@@ -3,7 +3,9 @@ anything a worker still owes, anything recent, and every other table stay."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -18,10 +20,13 @@ from farthing.db.schema import stripe_events as events
 from farthing.db.schema import stripe_idempotency_keys as keys
 from farthing.db.schema import stripe_webhook_attempts as attempts
 from farthing.db.schema import stripe_webhook_deliveries as deliveries
+from farthing.db.schema import stripe_webhook_endpoints as endpoints
 from farthing.stripe_api import IDEMPOTENCY_TTL_NS
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.events import EVENT_RETENTION_S, emit
 from farthing.stripe_api.retention import PruneReport, prune
+from farthing.stripe_api.webhooks import resend
+from tests.http.conftest import poll_until
 from tests.test_cli import cli_env, farthing
 
 NOW_NS = time.time_ns()
@@ -177,3 +182,60 @@ def test_the_newest_event_stays_so_no_seq_is_handed_out_twice(engine: sa.Engine)
             sa.select(events.c.seq).where(events.c.id == fresh)
         ).scalar_one()
     assert fresh_seq > newest_seq  # The stream's cursor cannot have passed it already.
+
+
+def _endpoint(connection: sa.Connection, scope: Partition) -> str:
+    endpoint_id = "we_" + secrets.token_hex(8)
+    connection.execute(
+        endpoints.insert().values(
+            id=endpoint_id, tenant_id=scope.tenant_id, mode=scope.mode, created=NOW_S,
+            metadata="{}", url="https://example.com/hook", description=None,
+            enabled_events='["*"]', status="enabled", secret_key_id="k", secret_sealed=b"s",
+        )
+    )  # fmt: skip
+    return endpoint_id
+
+
+def _waiting_on_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(
+            connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar_one()
+        )
+
+
+def test_a_resend_racing_prune_keeps_its_event(postgres_url: str) -> None:
+    """A resend holds the event (FOR SHARE); prune, which started meanwhile, waits for it, sees
+    the delivery pending again and keeps the event, so the worker can still send it."""
+    engine = sa.create_engine(postgres_url)
+    try:
+        with begin_write(engine) as connection:
+            tenant = create_tenant(connection, name="race")
+            scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
+            old = _event(connection, scope, OLD_S, "succeeded")
+            _event(connection, scope, NOW_S)  # The newest, never pruned.
+            endpoint_id = _endpoint(connection, scope)
+        with engine.connect() as resending, resending.begin():
+            resend(resending, scope, old, endpoint_id)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pruning = pool.submit(prune, engine, now_ns=NOW_NS)
+                poll_until(lambda: _waiting_on_a_lock(engine), deadline_s=30)
+                assert not pruning.done()
+                resending.commit()
+                report = pruning.result(timeout=30)
+        assert report.events == 0
+        with engine.connect() as connection:
+            kept = connection.execute(
+                sa.select(deliveries.c.status).where(deliveries.c.event_id == old)
+            ).scalars()
+            assert "pending" in list(kept)
+            assert (
+                connection.execute(
+                    sa.select(sa.func.count()).where(events.c.id == old)
+                ).scalar_one()
+                == 1
+            )
+    finally:
+        engine.dispose()

@@ -76,6 +76,14 @@ def test_known_gaps_beyond_the_batch_keep_their_wait() -> None:
     assert (_seqs(ready), cursor) == ([7, 8], _Cursor(8, 120, 20))
 
 
+def test_a_wait_from_another_servers_history_starts_afresh() -> None:
+    # A restored database's cursor waits for xmax 5,000,000 that this server has not reached.
+    ready, cursor = _ready(_Cursor(5, 5_000_000, 9), _rows(7), (300, 300))
+    assert (_seqs(ready), cursor) == ([7], _Cursor(7, 300, 9))
+    ready, cursor = _ready(_Cursor(5, 5_000_000, 9), _rows(7), (300, 310))
+    assert (_seqs(ready), cursor) == ([], _Cursor(5, 310, 9))
+
+
 # -- on the machine's PostgreSQL and NATS ------------------------------------------------------
 
 

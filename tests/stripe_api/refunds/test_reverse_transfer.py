@@ -48,6 +48,12 @@ def test_refunds_reverse_the_transfer_in_proportion(v1_server: Server, account: 
     assert first.transfer_reversal == reversal.id
     assert (reversal.amount, reversal.source_refund) == (SHARE * 2_500 // AMOUNT, first.id)
     assert transfer.amount_reversed == 2_250
+    expanded = account.test.v1.refunds.retrieve(first.id, params={"expand": ["transfer_reversal"]})
+    assert cast("Any", expanded.transfer_reversal).amount == 2_250
+    back = account.test.v1.transfers.reversals.retrieve(
+        transfer.id, reversal.id, params={"expand": ["source_refund"]}
+    )
+    assert cast("Any", back.source_refund).id == first.id
     assert balance(v1_server, seller) == (SHARE - 2_250, 0)
     assert_consistent(v1_server, platform, seller)
     # 33 of 10,000: 29.7 of the share, rounded down to 29; the rest catches the remainder up.

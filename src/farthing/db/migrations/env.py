@@ -21,7 +21,10 @@ def _include_object(
     condition = getattr(obj, "_ddl_if", None)
     if type_ != "index" or reflected or condition is None or condition.dialect is None:
         return True
-    return bool(condition.dialect == connection.dialect.name)
+    dialects = condition.dialect
+    if isinstance(dialects, str):
+        return bool(dialects == connection.dialect.name)
+    return connection.dialect.name in dialects
 
 
 context.configure(

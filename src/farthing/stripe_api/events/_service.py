@@ -44,6 +44,10 @@ def emit(
     if previous:
         data["previous_attributes"] = previous
     event_id = objects.new_id("evt_")
+    if connection.dialect.name == "postgresql":
+        # The event's seq comes from a sequence before the insert gives the transaction an xid;
+        # the stream's gap rule (events._stream) needs the holder of a seq to have one already.
+        connection.exec_driver_sql("SELECT pg_current_xact_id()")
     connection.execute(
         events.insert().values(
             id=event_id,

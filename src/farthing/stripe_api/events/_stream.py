@@ -104,6 +104,9 @@ def _ready(
     xmin, xmax = horizon
     ready: list[Any] = []
     seq, wait_xmax, seen_seq = cursor.seq, cursor.gap_wait_xmax, cursor.gap_seen_seq
+    if wait_xmax is not None and wait_xmax > xmax:
+        # Not from this server's xid history (a restored or migrated database): wait afresh.
+        wait_xmax = xmax
     for row in rows:
         if row["seq"] != seq + 1:
             if wait_xmax is None or seen_seq is None or row["seq"] > seen_seq:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from farthing.db.schema import stripe_refunds as refunds
 from farthing.stripe_api import _objects as objects
-from farthing.stripe_api._expand import expand, list_paths
+from farthing.stripe_api._expand import expand, list_paths, register
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid
-from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Scope, read_params
+from farthing.stripe_api._request import (
+    FORM_BODY,
+    LIST_PARAMS,
+    PREFIX,
+    Partition,
+    Scope,
+    read_params,
+)
 from farthing.stripe_api.payment_intents import write
 from farthing.stripe_api.refunds import _service as service
 
@@ -28,6 +36,14 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such refund, charge or payment intent in scope"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
+
+
+def _load(connection: sa.Connection, scope: Partition, refund_id: str) -> dict[str, Any] | None:
+    row = objects.load(connection, refunds, scope, refund_id)
+    return None if row is None else service.refund_object(row, livemode=scope.livemode)
+
+
+register("source_refund", _load)  # A transfer reversal's refund (reverse_transfer).
 
 
 @router.post("/refunds", responses=_ERRORS, openapi_extra=FORM_BODY)

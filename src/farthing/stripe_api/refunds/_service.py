@@ -156,7 +156,8 @@ def _reverse_transfer(
             "reverse_transfer applies to destination charges; this charge has no transfer.",
             "reverse_transfer",
         )
-    transfer = load_transfer(ctx, transfer_id)
+    # Locked now: a reversal committing meanwhile would leave the cap below stale.
+    transfer = load_transfer(ctx, transfer_id, for_update=True)
     captured = int(charge["amount_captured"])
     refunded_before = captured - _refundable(charge)
     share = (

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from farthing.db.schema import stripe_transfer_reversals as reversals
 from farthing.db.schema import stripe_transfers as transfers
 from farthing.stripe_api import _objects as objects
-from farthing.stripe_api._expand import expand, list_paths
+from farthing.stripe_api._expand import expand, list_paths, register
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
-from farthing.stripe_api._request import FORM_BODY, LIST_PARAMS, PREFIX, Scope, read_params
+from farthing.stripe_api._request import (
+    FORM_BODY,
+    LIST_PARAMS,
+    PREFIX,
+    Partition,
+    Scope,
+    read_params,
+)
 from farthing.stripe_api.payment_intents import read, write
 from farthing.stripe_api.payment_intents._service import Context
 from farthing.stripe_api.transfers import _service as service
@@ -30,6 +38,16 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "No such transfer or transfer reversal in scope"},
     409: {"description": "A request with the same Idempotency-Key is still executing"},
 }
+
+
+def _load_reversal(
+    connection: sa.Connection, scope: Partition, reversal_id: str
+) -> dict[str, Any] | None:
+    row = objects.load(connection, reversals, scope, reversal_id)
+    return None if row is None else service.reversal_object(row, livemode=scope.livemode)
+
+
+register("transfer_reversal", _load_reversal)  # A refund's reversal (reverse_transfer).
 
 
 @router.post("/transfers", responses=_ERRORS, openapi_extra=FORM_BODY)

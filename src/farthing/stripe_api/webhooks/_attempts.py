@@ -67,12 +67,16 @@ def _require_endpoint(connection: sa.Connection, scope: Partition, endpoint_id: 
 def resend(connection: sa.Connection, scope: Partition, event_id: str, endpoint_id: str) -> None:
     """Queue the event for the endpoint again, due now (whatever became of earlier attempts)."""
     _require_endpoint(connection, scope, endpoint_id)
+    # FOR SHARE (PostgreSQL): `farthing prune` locks an event before deleting its deliveries, so
+    # a resend either waits and finds the event gone, or queues it before prune looks again.
     found = connection.execute(
-        sa.select(events.c.id).where(
+        sa.select(events.c.id)
+        .where(
             events.c.tenant_id == scope.tenant_id,
             events.c.mode == scope.mode,
             events.c.id == event_id,
         )
+        .with_for_update(read=True)
     ).scalar_one_or_none()
     if found is None:
         raise missing("event", event_id)
