@@ -27,9 +27,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from farthing._runtime import tune_gc
+from farthing.db.engine import create_engine
 from farthing.db.migrate import upgrade
 from farthing.ledger import (
     BATCH_EVENTS_MAX,
@@ -115,7 +114,7 @@ def _batches(count: int) -> list[tuple[TransferEvent, ...]]:
 
 
 def _prepare(path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")  # Farthing's settings, page size included.
     upgrade(engine)
     engine.dispose()
     connection = _connect(path)
