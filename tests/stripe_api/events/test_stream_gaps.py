@@ -21,7 +21,14 @@ from farthing.db.engine import begin_write, create_engine
 from farthing.db.schema import stripe_event_stream_cursors as cursors
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.events import emit
-from farthing.stripe_api.events._stream import _Cursor, _ready, ensure_stream, publish_pending
+from farthing.stripe_api.events._stream import (
+    GAP_WAIT_WARN_S,
+    _Cursor,
+    _ready,
+    _watch_wait,
+    ensure_stream,
+    publish_pending,
+)
 from tests.stripe_api.events.test_stream import _nats_url, _stream_messages
 
 
@@ -82,6 +89,19 @@ def test_a_wait_from_another_servers_history_starts_afresh() -> None:
     assert (_seqs(ready), cursor) == ([7], _Cursor(7, 300, 9))
     ready, cursor = _ready(_Cursor(5, 5_000_000, 9), _rows(7), (300, 310))
     assert (_seqs(ready), cursor) == ([], _Cursor(5, 310, 9))
+
+
+def test_a_long_wait_is_reported_once() -> None:
+    stream = "S_" + secrets.token_hex(4)
+    waiting = _Cursor(5, 120, 9)
+    assert not _watch_wait(stream, waiting, 1_000.0)
+    assert not _watch_wait(stream, waiting, 1_000.0 + GAP_WAIT_WARN_S - 1)
+    assert _watch_wait(stream, waiting, 1_000.0 + GAP_WAIT_WARN_S)
+    assert not _watch_wait(stream, waiting, 1_000.0 + 10 * GAP_WAIT_WARN_S)  # Said once.
+    # Another gap (or none) starts the clock again.
+    assert not _watch_wait(stream, _Cursor(7, 130, 9), 5_000.0)
+    assert _watch_wait(stream, _Cursor(7, 130, 9), 5_000.0 + GAP_WAIT_WARN_S)
+    assert not _watch_wait(stream, _Cursor(9), 6_000.0)
 
 
 # -- on the machine's PostgreSQL and NATS ------------------------------------------------------

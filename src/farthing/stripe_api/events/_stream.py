@@ -14,6 +14,8 @@ ended (``_ready``), so an event committed late is never skipped.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,28 @@ STREAM_DEFAULT = "FARTHING_EVENTS"
 SUBJECT_PREFIX_DEFAULT = "farthing.events"
 PUBLISH_BATCH_MAX = 200
 PUBLISH_TIMEOUT_S = 5.0
+# A gap held longer than this means a transaction somewhere on the server stays open: say so.
+GAP_WAIT_WARN_S = 30.0
+_log = logging.getLogger(__name__)
+# Per stream: the wait seen last (seq, xmax) and since when (monotonic seconds), in this process.
+_waits: dict[str, tuple[tuple[int, int], float]] = {}
+
+
+def _watch_wait(stream: str, cursor: _Cursor, now_s: float) -> bool:
+    """Whether the stream has waited at the same gap for longer than ``GAP_WAIT_WARN_S``
+    (true once per wait, so the log says it once)."""
+    if cursor.gap_wait_xmax is None:
+        _waits.pop(stream, None)
+        return False
+    key = (cursor.seq, cursor.gap_wait_xmax)
+    seen = _waits.get(stream)
+    if seen is None or seen[0] != key:
+        _waits[stream] = (key, now_s)
+        return False
+    if seen[1] < 0 or now_s - seen[1] < GAP_WAIT_WARN_S:
+        return False
+    _waits[stream] = (key, -1.0)  # Said once.
+    return True
 
 
 async def ensure_stream(js: Any, *, stream: str, subject_prefix: str) -> None:
@@ -134,6 +158,13 @@ async def publish_pending(
         cursor = _cursor(connection, stream)
     rows, horizon = _read(engine, cursor.seq, batch_max)
     ready, moved = _ready(cursor, rows, horizon)
+    if not ready and _watch_wait(stream, moved, time.monotonic()):
+        _log.warning(
+            "event stream %s has waited %.0f s after seq %d for transactions older than xid %d "
+            "to end; a session idle in a transaction holds it "
+            "(see idle_in_transaction_session_timeout)",
+            stream, GAP_WAIT_WARN_S, moved.seq, moved.gap_wait_xmax,
+        )  # fmt: skip
     for row in ready:
         body = json.dumps(event_object(row, livemode=row["mode"] == "live")).encode()
         subject = f"{subject_prefix}.{row['mode']}.{row['tenant_id']}.{row['type']}"
