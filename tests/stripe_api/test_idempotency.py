@@ -219,3 +219,81 @@ def test_concurrent_identical_requests_create_one_customer(
     assert created[0] in outcomes
     replayed = account.test.v1.customers.create(params={"name": "once"}, options=options)
     assert replayed.id == created[0]
+
+
+def test_a_takeover_never_deletes_a_result_that_is_committing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's claim looks abandoned to B (the timeout is made 0), but A has stored its result and
+    is committing. B's DELETE waits for A's row; once A commits, B must replay A's result, not
+    take the key over and run the effect a second time."""
+    from sqlalchemy import event
+
+    from farthing.auth import create_tenant
+    from farthing.db.engine import begin_write, create_engine
+    from farthing.stripe_api import _idempotency
+    from tests.http.conftest import poll_until
+
+    monkeypatch.setattr(_idempotency, "IDEMPOTENCY_CLAIM_TIMEOUT_NS", 0)
+    engine = create_engine(postgres_url)
+    committing, release = threading.Event(), threading.Event()
+
+    def hold_a(connection: sa.Connection) -> None:
+        if threading.current_thread().name == "A" and not committing.is_set():
+            committing.set()
+            assert release.wait(30)
+
+    try:
+        with begin_write(engine) as connection:
+            tenant = create_tenant(connection, name="idem")
+        scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
+        made: list[str] = []
+
+        def effect(connection: sa.Connection) -> tuple[int, dict[str, Any]]:
+            customer_id = f"cus_{threading.current_thread().name}"
+            connection.execute(
+                stripe_customers.insert().values(
+                    id=customer_id, tenant_id=tenant, mode="test", created=1, metadata="{}"
+                )
+            )
+            made.append(customer_id)
+            if threading.current_thread().name == "A":
+                # From here on, A's transaction holds its stored result until it commits.
+                event.listen(connection, "commit", hold_a)
+            return 200, {"id": customer_id}
+
+        def run() -> Any:
+            return run_idempotent(
+                engine, scope, "k", method="POST", path="/v1/customers", params={}, effect=effect
+            )
+
+        answers: dict[str, Any] = {}
+
+        def named(name: str) -> None:
+            answers[name] = run()
+
+        a = threading.Thread(target=named, args=("A",), name="A")
+        a.start()
+        assert committing.wait(30)
+        b = threading.Thread(target=named, args=("B",), name="B")
+        b.start()
+
+        def b_waits_on_a_lock() -> bool:
+            with engine.connect() as connection:
+                return bool(
+                    connection.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ).scalar_one()
+                )
+
+        poll_until(b_waits_on_a_lock, deadline_s=30)
+        release.set()
+        a.join(30)
+        b.join(30)
+        assert made == ["cus_A"]  # The effect ran once.
+        assert answers["B"].headers.get("idempotent-replayed") == "true"
+        assert answers["B"].body == answers["A"].body
+    finally:
+        release.set()
+        engine.dispose()

@@ -89,7 +89,16 @@ def _claim(
                 if row is not None and _live(row, now):
                     return None, row
                 if row is not None:  # Expired, or abandoned by a request that died.
-                    connection.execute(keys.delete().where(_scoped(scope, key)))
+                    # Only the row as read: its request may be committing its result right now
+                    # (PostgreSQL then re-checks this DELETE against the committed row).
+                    same = (
+                        keys.c.status.is_(None) if row.status is None else keys.c.status.isnot(None)
+                    )
+                    gone = connection.execute(
+                        keys.delete().where(_scoped(scope, key), keys.c.claim == row.claim, same)
+                    ).rowcount
+                    if gone != 1:
+                        continue  # It changed meanwhile: read it again.
                 connection.execute(
                     keys.insert().values(
                         tenant_id=scope.tenant_id,
