@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+import sqlalchemy as sa
 import stripe
 
+from farthing.db.schema import ledger_journal as journal
 from farthing.stripe_api._request import Partition
 from tests.http.conftest import Server
 from tests.stripe_api.conftest import Account, assert_consistent, scope_of
@@ -32,6 +34,11 @@ def _destination_charge(account: Account, seller: Partition) -> stripe.Charge:
     return account.test.v1.charges.retrieve(str(intent.latest_charge))
 
 
+def _journal_entries(server: Server) -> int:
+    with server.engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(journal)).scalar_one())
+
+
 def _refund(account: Account, **params: Any) -> stripe.Refund:
     return account.test.v1.refunds.create(params=cast("Any", params))
 
@@ -42,7 +49,11 @@ def test_refunds_reverse_the_transfer_in_proportion(v1_server: Server, account: 
     platform = scope_of(account)
     assert balance(v1_server, seller) == (SHARE, 0)
     assert balance(v1_server, platform) == (APPLICATION_FEE - fee(AMOUNT), 0)
+    entries = _journal_entries(v1_server)
     first = _refund(account, charge=charge.id, amount=2_500, reverse_transfer=True)
+    # The reversal and the refund are one post to the ledger (one journal entry): the effect
+    # locks its accounts together, in one order, as every other payments effect does.
+    assert _journal_entries(v1_server) == entries + 1
     transfer = account.test.v1.transfers.retrieve(str(charge.transfer))
     (reversal,) = transfer.reversals.data
     assert first.transfer_reversal == reversal.id

@@ -24,6 +24,7 @@ from farthing.stripe_api.events import changed, emit
 from farthing.stripe_api.payment_intents._service import Context, Outcome, charge_view
 from farthing.stripe_api.payments import (
     BalanceEntry,
+    Movement,
     TransferCode,
     available_account,
     card_network_account,
@@ -34,7 +35,13 @@ from farthing.stripe_api.payments import (
     require_done,
     settle_due,
 )
-from farthing.stripe_api.transfers._service import ReversalFields, create_reversal, load_transfer
+from farthing.stripe_api.transfers._service import (
+    ReversalFields,
+    create_reversal,
+    load_transfer,
+    reversal_target,
+    two_sided_movement,
+)
 
 __all__ = ["RefundFields", "create", "refund_object", "update"]
 
@@ -126,12 +133,14 @@ def create(ctx: Context, fields: RefundFields) -> Outcome:
     refund_id = objects.new_id("re_")
     # The reversal first: the connected account's share comes back to the platform's balance,
     # from which the refund is then taken.
-    reversal_id = (
-        _reverse_transfer(ctx, charge, amount, refund_id) if fields.reverse_transfer else None
-    )
+    movement = ctx.payments.ledger.movement(ctx.connection, ctx.scope)
+    reversal_id = None
+    if fields.reverse_transfer:
+        movement, reversal_id = _reverse_transfer(ctx, charge, amount, refund_id)
     row = _record(
-        ctx, charge, amount, fee_back, fields, refund_id=refund_id, reversal_id=reversal_id
-    )
+        ctx, charge, amount, fee_back, fields,
+        refund_id=refund_id, reversal_id=reversal_id, movement=movement,
+    )  # fmt: skip
     objects.update(
         ctx.connection, charges, ctx.scope, charge["id"],
         amount_refunded=charge["amount_refunded"] + amount,
@@ -145,7 +154,7 @@ def create(ctx: Context, fields: RefundFields) -> Outcome:
 
 def _reverse_transfer(
     ctx: Context, charge: objects.ObjectRow, amount: int, refund_id: str
-) -> str | None:
+) -> tuple[Movement, str | None]:
     """Stripe's ``reverse_transfer``: reverse the charge's transfer in proportion to the refund,
     cumulatively rounded down, so that refunding the whole charge reverses the whole transfer.
     None when nothing is left to reverse (a small refund's share rounds to 0, or the transfer was
@@ -166,13 +175,15 @@ def _reverse_transfer(
     )
     share = min(share, int(transfer["amount"] - transfer["amount_reversed"]))
     assert share <= amount
+    # One movement for the reversal and the refund, posted once (see Movement).
+    movement = two_sided_movement(ctx, reversal_target(ctx, transfer), charge["currency"])
     if share <= 0:
-        return None
+        return movement, None
     status, reversal = create_reversal(
-        ctx, transfer_id, ReversalFields(amount=share), source_refund=refund_id
+        ctx, transfer_id, ReversalFields(amount=share), source_refund=refund_id, movement=movement
     )
     assert status == 200
-    return str(reversal["id"])
+    return movement, str(reversal["id"])
 
 
 def _record(  # noqa: PLR0913 - the refund's parts, each named
@@ -184,6 +195,7 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     *,
     refund_id: str,
     reversal_id: str | None,
+    movement: Movement,
 ) -> objects.ObjectRow:
     currency, tenant = charge["currency"], ctx.scope.tenant_id
     charge_txn = objects.load(
@@ -192,7 +204,6 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     assert charge_txn is not None
     settled = charge_txn["status"] == "available"
     source = available_account(tenant, currency) if settled else pending_account(tenant, currency)
-    movement = ctx.payments.ledger.movement(ctx.connection, ctx.scope)
     movement.involve(tenant, currency)
     events = []
     if amount - fee_back > 0:
@@ -234,10 +245,10 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     }  # fmt: skip
     objects.insert(ctx.connection, refunds, ctx.scope, row)
     settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)
-    require_done(
-        movement.post(ctx.connection),
-        message="Insufficient funds in the account's balance to refund this charge.",
-    )
+    shortage = "Insufficient funds in the account's balance to refund this charge."
+    if reversal_id is not None:
+        shortage += " With reverse_transfer, the connected account's balance counts too."
+    require_done(movement.post(ctx.connection), message=shortage)
     return row
 
 

@@ -164,7 +164,7 @@ def _check_source(ctx: Context, fields: TransferFields) -> None:
         raise invalid("The source_transaction's currency differs from the transfer's.", "currency")
 
 
-def _movement(ctx: Context, target: Partition, currency: str) -> Movement:
+def two_sided_movement(ctx: Context, target: Partition, currency: str) -> Movement:
     """A movement that first settles both sides' due funds, so what has become available by
     now can be transferred (settlement events precede the transfer in the movement)."""
     movement = ctx.payments.ledger.movement(ctx.connection, ctx.scope)
@@ -180,7 +180,7 @@ def create(ctx: Context, fields: TransferFields) -> Outcome:
     _check_source(ctx, fields)
     transfer_id, payment_id = objects.new_id("tr_"), objects.new_id("py_")
     currency, amount = fields.currency, fields.amount
-    movement = _movement(ctx, target, currency)
+    movement = two_sided_movement(ctx, target, currency)
     movement.add(
         TransferEvent(
             id=f"{transfer_id}.transfer",
@@ -275,20 +275,34 @@ def _pending_until(ctx: Context, target: Partition, row: objects.ObjectRow) -> i
     return int(payment[0]["available_on"])
 
 
+def reversal_target(ctx: Context, row: objects.ObjectRow) -> Partition:
+    """The connected account a transfer went to. Checked at creation; a later deletion of the
+    connected account must not strand the platform's right to reverse."""
+    return Partition(
+        tenant_id=row["destination"], mode=ctx.scope.mode, platform_id=ctx.scope.platform_id
+    )
+
+
 def create_reversal(
-    ctx: Context, transfer_id: str, fields: ReversalFields, *, source_refund: str | None = None
+    ctx: Context,
+    transfer_id: str,
+    fields: ReversalFields,
+    *,
+    source_refund: str | None = None,
+    movement: Movement | None = None,
 ) -> Outcome:
-    """Move ``fields.amount`` (default: what is left) of a transfer back to the platform;
-    ``source_refund``: the refund this reversal is part of (``reverse_transfer``)."""
+    """Move ``fields.amount`` (default: what is left) of a transfer back to the platform.
+
+    ``source_refund``: the refund this reversal is part of (``reverse_transfer``); that refund
+    passes its ``movement`` (from ``two_sided_movement``) and posts it once, so the effect
+    locks its ledger accounts together (``Movement``)."""
     row = load_transfer(ctx, transfer_id, for_update=True)
     amount = _reversal_amount(row, fields.amount)
     currency = row["currency"]
-    # The transfer's destination was checked at creation; a later deletion of the connected
-    # account must not strand the platform's right to reverse.
-    target = Partition(
-        tenant_id=row["destination"], mode=ctx.scope.mode, platform_id=ctx.scope.platform_id
-    )
-    movement = _movement(ctx, target, currency)
+    target = reversal_target(ctx, row)
+    posts = movement is None
+    if movement is None:
+        movement = two_sided_movement(ctx, target, currency)
     pending_until = _pending_until(ctx, target, row)
     account = pending_account if pending_until is not None else available_account
     reversal_id = objects.new_id("trr_")
@@ -320,10 +334,11 @@ def create_reversal(
         ctx.connection, transfers, ctx.scope, transfer_id,
         amount_reversed=row["amount_reversed"] + amount,
     )  # fmt: skip
-    require_done(
-        movement.post(ctx.connection),
-        message="The connected account's balance is insufficient to reverse this transfer.",
-    )
+    if posts:
+        require_done(
+            movement.post(ctx.connection),
+            message="The connected account's balance is insufficient to reverse this transfer.",
+        )
     transfer = transfer_object(ctx.connection, ctx.scope, load_transfer(ctx, transfer_id))
     emit(ctx.connection, ctx.scope, "transfer.reversed", transfer)
     return 200, reversal_object(reversal, livemode=ctx.scope.livemode)
