@@ -101,13 +101,15 @@ def insert(connection: sa.Connection, scope: Partition, row: AccountRow) -> None
     )
 
 
-def load(connection: sa.Connection, scope: Partition, account_id: str) -> AccountRow | None:
+def load(
+    connection: sa.Connection, scope: Partition, account_id: str, *, for_update: bool = False
+) -> AccountRow | None:
     """The live (not deleted) connected account with this id that the scope may see."""
-    row = connection.execute(
-        sa.select(*_COLUMNS).where(
-            _of_platform(scope), accounts.c.id == account_id, accounts.c.deleted.is_(False)
-        )
-    ).one_or_none()
+    query = sa.select(*_COLUMNS).where(
+        _of_platform(scope), accounts.c.id == account_id, accounts.c.deleted.is_(False)
+    )
+    # FOR UPDATE before a change: concurrent changes wait, then see the row as it became.
+    row = connection.execute(query.with_for_update() if for_update else query).one_or_none()
     return None if row is None else _row(row)
 
 

@@ -86,8 +86,10 @@ def create(connection: sa.Connection, scope: Partition, fields: AccountFields) -
     return account_object(row)
 
 
-def _load(connection: sa.Connection, scope: Partition, account_id: str) -> repository.AccountRow:
-    row = repository.load(connection, scope, account_id)
+def _load(
+    connection: sa.Connection, scope: Partition, account_id: str, *, for_update: bool = False
+) -> repository.AccountRow:
+    row = repository.load(connection, scope, account_id, for_update=for_update)
     if row is None:
         raise _no_access(account_id)
     return row
@@ -110,7 +112,7 @@ def update(
     connection: sa.Connection, scope: Partition, account_id: str, fields: AccountFields
 ) -> dict[str, Any]:
     _require_platform(scope)
-    before = _load(connection, scope, account_id)
+    before = _load(connection, scope, account_id, for_update=True)
     row = replace(
         before,
         email=fields.text.get("email", before.email),
@@ -130,7 +132,7 @@ def delete(connection: sa.Connection, scope: Partition, account_id: str) -> dict
     # Soft delete: the row keeps its place as a list cursor; Stripe-Account and every read
     # skip it from now on.
     _require_platform(scope)
-    row = _load(connection, scope, account_id)
+    row = _load(connection, scope, account_id, for_update=True)
     repository.update(connection, scope, row, deleted=True)
     return {"id": account_id, "object": "account", "deleted": True}
 

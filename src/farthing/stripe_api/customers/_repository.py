@@ -69,13 +69,15 @@ def insert(connection: sa.Connection, scope: Partition, row: CustomerRow) -> Non
     )
 
 
-def load(connection: sa.Connection, scope: Partition, customer_id: str) -> CustomerRow | None:
+def load(
+    connection: sa.Connection, scope: Partition, customer_id: str, *, for_update: bool = False
+) -> CustomerRow | None:
     """The live (not deleted) customer with this id in the scope."""
-    row = connection.execute(
-        sa.select(*_COLUMNS).where(
-            _in(scope), customers.c.id == customer_id, customers.c.deleted.is_(False)
-        )
-    ).one_or_none()
+    query = sa.select(*_COLUMNS).where(
+        _in(scope), customers.c.id == customer_id, customers.c.deleted.is_(False)
+    )
+    # FOR UPDATE before a change: concurrent changes wait, then see the row as it became.
+    row = connection.execute(query.with_for_update() if for_update else query).one_or_none()
     return None if row is None else _row(row)
 
 

@@ -54,8 +54,10 @@ def create(connection: sa.Connection, scope: Partition, fields: CustomerFields) 
     return obj
 
 
-def _load(connection: sa.Connection, scope: Partition, customer_id: str) -> repository.CustomerRow:
-    row = repository.load(connection, scope, customer_id)
+def _load(
+    connection: sa.Connection, scope: Partition, customer_id: str, *, for_update: bool = False
+) -> repository.CustomerRow:
+    row = repository.load(connection, scope, customer_id, for_update=for_update)
     if row is None:
         raise _missing(customer_id)
     return row
@@ -68,7 +70,7 @@ def retrieve(connection: sa.Connection, scope: Partition, customer_id: str) -> d
 def update(
     connection: sa.Connection, scope: Partition, customer_id: str, fields: CustomerFields
 ) -> dict[str, Any]:
-    before = _load(connection, scope, customer_id)
+    before = _load(connection, scope, customer_id, for_update=True)
     row = replace(
         before,
         email=fields.text.get("email", before.email),
@@ -87,7 +89,7 @@ def update(
 
 def delete(connection: sa.Connection, scope: Partition, customer_id: str) -> dict[str, Any]:
     # Soft delete: the row keeps its place as a list cursor; every read skips it.
-    row = _load(connection, scope, customer_id)
+    row = _load(connection, scope, customer_id, for_update=True)
     repository.update(connection, scope, row, deleted=True)
     emit(connection, scope, "customer.deleted", customer_object(row, livemode=scope.livemode))
     return {"id": customer_id, "object": "customer", "deleted": True}

@@ -84,10 +84,12 @@ def insert(
     )
 
 
-def load(connection: sa.Connection, scope: Partition, method_id: str) -> PaymentMethodRow | None:
-    row = connection.execute(
-        sa.select(*_COLUMNS).where(_in(scope), methods.c.id == method_id)
-    ).one_or_none()
+def load(
+    connection: sa.Connection, scope: Partition, method_id: str, *, for_update: bool = False
+) -> PaymentMethodRow | None:
+    query = sa.select(*_COLUMNS).where(_in(scope), methods.c.id == method_id)
+    # FOR UPDATE before a change: concurrent changes wait, then see the row as it became.
+    row = connection.execute(query.with_for_update() if for_update else query).one_or_none()
     return None if row is None else _row(row)
 
 

@@ -120,11 +120,16 @@ def _materialise(
 
 
 def _load(
-    connection: sa.Connection, scope: Partition, vault: Vault | None, method_id: str
+    connection: sa.Connection,
+    scope: Partition,
+    vault: Vault | None,
+    method_id: str,
+    *,
+    for_update: bool = False,
 ) -> repository.PaymentMethodRow:
     if method_id in PRESETS and vault is not None:
         return _materialise(connection, scope, vault, method_id)
-    row = repository.load(connection, scope, method_id)
+    row = repository.load(connection, scope, method_id, for_update=for_update)
     if row is None:
         raise _missing(method_id)
     return row
@@ -161,7 +166,7 @@ def retrieve(
 def update(
     connection: sa.Connection, scope: Partition, method_id: str, fields: Fields
 ) -> dict[str, Any]:
-    row = _load(connection, scope, None, method_id)
+    row = _load(connection, scope, None, method_id, for_update=True)
     row = replace(
         row,
         billing_name=fields.billing.get("name", row.billing_name),
@@ -192,7 +197,7 @@ def attach(
             message=f"No such customer: '{customer_id}'",
             param="customer",
         )
-    row = _load(connection, scope, vault, method_id)
+    row = _load(connection, scope, vault, method_id, for_update=True)
     if row.customer_id is not None:
         raise _unexpected_state(
             "The payment method you provided is already attached to a customer."
@@ -205,7 +210,7 @@ def attach(
 
 
 def detach(connection: sa.Connection, scope: Partition, method_id: str) -> dict[str, Any]:
-    row = _load(connection, scope, None, method_id)
+    row = _load(connection, scope, None, method_id, for_update=True)
     if row.customer_id is None:
         raise _unexpected_state("The payment method you provided is not attached to a customer.")
     previous = {"customer": row.customer_id}
