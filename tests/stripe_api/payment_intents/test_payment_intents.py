@@ -4,6 +4,7 @@ balance transactions reconcile with it after every scenario."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import httpx
@@ -194,6 +195,28 @@ def test_three_d_secure_failed(v1_server: Server, account: Account) -> None:
     assert failed.last_payment_error is not None
     assert failed.last_payment_error.code == "payment_intent_authentication_failure"
     assert _balance(account) == (0, 0)
+    assert_consistent(v1_server, scope_of(account))
+
+
+def test_concurrent_challenge_answers_count_once(v1_server: Server, account: Account) -> None:
+    """A double click, or approve and fail sent together: one answer counts, the others find
+    the challenge gone (404), and none is a 500."""
+    intent = _pay(account, "pm_card_threeDSecure2Required")
+    url = _challenge(intent)
+    token = httpx.URL(url).params["token"]
+
+    def answer(result: str) -> int:
+        with httpx.Client(timeout=30) as browser:  # A connection of its own each.
+            sent = browser.post(url.split("?")[0], data={"token": token, "result": result})
+            return sent.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(answer, ["approve", "approve", "fail", "approve"]))
+    assert sorted(statuses).count(404) == 3, statuses
+    assert 500 not in statuses
+    done = account.test.v1.payment_intents.retrieve(intent.id)
+    assert done.status in {"succeeded", "requires_payment_method"}
+    assert len(account.test.v1.charges.list(params={"payment_intent": intent.id}).data) <= 1
     assert_consistent(v1_server, scope_of(account))
 
 

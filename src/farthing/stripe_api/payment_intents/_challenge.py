@@ -113,9 +113,11 @@ async def challenge_answer(request: Request, intent_id: str) -> Response:
             if scope is None:
                 return None
             ctx = service.context(connection, payments, scope, origin)
-            _status, _body = service.complete_challenge(
-                ctx, intent_id, approved=result == "approve"
+            outcome = service.complete_challenge(
+                ctx, intent_id, token, approved=result == "approve"
             )
+            if outcome is None:
+                return None
             return service.load_intent(ctx, intent_id).get("return_url") or ""
 
     return_url = await run_in_threadpool(answer)

@@ -339,10 +339,15 @@ def challenge_matches(row: objects.ObjectRow, token: str) -> bool:
     return hmac.compare_digest(expected, hashlib.sha256(token.encode()).hexdigest())
 
 
-def complete_challenge(ctx: Context, intent_id: str, *, approved: bool) -> Outcome:
-    """The cardholder passed or failed 3-D Secure on Farthing's challenge page."""
+def complete_challenge(
+    ctx: Context, intent_id: str, token: str, *, approved: bool
+) -> Outcome | None:
+    """The cardholder passed or failed 3-D Secure on Farthing's challenge page. None when the
+    token no longer matches the locked intent: a second answer (a double click, or approve and
+    fail sent together) or a challenge that a new confirm replaced."""
     row = load_intent(ctx, intent_id)
-    assert row["status"] == "requires_action"
+    if not challenge_matches(row, token):
+        return None
     objects.update(
         ctx.connection, intents, ctx.scope, intent_id, next_action=None, challenge_hash=None
     )
