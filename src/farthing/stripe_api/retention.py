@@ -95,7 +95,7 @@ def _prune_events(connection: sa.Connection, now_s: int, limit: int) -> PruneRep
     seqs = list(candidates)
     if not seqs:
         return PruneReport()
-    # Lock the events first (a resend takes them FOR SHARE), then look again in a new statement:
+    # Lock the events first (a resend locks its event too), then look again in a new statement:
     # a resend that committed before the lock made a delivery pending, and that event stays.
     connection.execute(
         sa.select(events.c.seq).where(events.c.seq.in_(seqs)).with_for_update()

@@ -239,3 +239,34 @@ def test_a_resend_racing_prune_keeps_its_event(postgres_url: str) -> None:
             )
     finally:
         engine.dispose()
+
+
+def test_concurrent_resends_of_one_event_queue_it_once(postgres_url: str) -> None:
+    """Two resends of an event that has no delivery yet: they take turns on the event, so the
+    second updates the delivery the first inserted instead of failing on the unique key."""
+    engine = sa.create_engine(postgres_url)
+    try:
+        with begin_write(engine) as connection:
+            tenant = create_tenant(connection, name="resend")
+            scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
+            event_id = _event(connection, scope, NOW_S)
+            endpoint_id = _endpoint(connection, scope)
+        with engine.connect() as first, first.begin():
+            resend(first, scope, event_id, endpoint_id)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+                def second() -> None:
+                    with begin_write(engine) as connection:
+                        resend(connection, scope, event_id, endpoint_id)
+
+                waiting = pool.submit(second)
+                poll_until(lambda: _waiting_on_a_lock(engine), deadline_s=30)
+                first.commit()
+                waiting.result(timeout=30)
+        with engine.connect() as connection:
+            queued = connection.execute(
+                sa.select(deliveries.c.status).where(deliveries.c.event_id == event_id)
+            ).scalars()
+            assert list(queued) == ["pending"]
+    finally:
+        engine.dispose()

@@ -67,8 +67,9 @@ def _require_endpoint(connection: sa.Connection, scope: Partition, endpoint_id: 
 def resend(connection: sa.Connection, scope: Partition, event_id: str, endpoint_id: str) -> None:
     """Queue the event for the endpoint again, due now (whatever became of earlier attempts)."""
     _require_endpoint(connection, scope, endpoint_id)
-    # FOR SHARE (PostgreSQL): `farthing prune` locks an event before deleting its deliveries, so
-    # a resend either waits and finds the event gone, or queues it before prune looks again.
+    # Locked (PostgreSQL): `farthing prune` locks an event before deleting its deliveries, so a
+    # resend either waits and finds the event gone, or queues it before prune looks again; and
+    # two resends of one event take turns, so the second updates the delivery the first made.
     found = connection.execute(
         sa.select(events.c.id)
         .where(
@@ -76,7 +77,7 @@ def resend(connection: sa.Connection, scope: Partition, event_id: str, endpoint_
             events.c.mode == scope.mode,
             events.c.id == event_id,
         )
-        .with_for_update(read=True)
+        .with_for_update()
     ).scalar_one_or_none()
     if found is None:
         raise missing("event", event_id)
