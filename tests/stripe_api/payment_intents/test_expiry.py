@@ -5,15 +5,20 @@ with FARTHING_AVAILABLE_DELAY_S=0)."""
 from __future__ import annotations
 
 import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 from unittest import mock
 
 import pytest
+import sqlalchemy as sa
 import stripe
 
+from farthing.db.schema import stripe_payment_intents as intents
+from tests.conftest import postgres_server_url
 from tests.http import conftest as http_conftest
-from tests.http.conftest import poll_until, serving
+from tests.http.conftest import Server, poll_until, serving
 from tests.stripe_api.conftest import (
     VAULT_KEY,
     assert_consistent,
@@ -52,3 +57,57 @@ def test_uncaptured_authorisation_expires_and_cannot_be_captured(tmp_path: Path)
         assert paid.status == "succeeded"
         assert _balance(account) == (2_000 - _fee(2_000), 0)
         assert_consistent(server, scope_of(account))
+
+
+@pytest.mark.parametrize("action", ["capture", "cancel"])
+def test_an_authorisation_expiring_while_a_request_waits(tmp_path: Path, action: str) -> None:
+    """The request reads its clock, then waits for the intent's lock past the authorisation's
+    deadline; the ledger, reading its clock later, finds the hold expired. A capture is refused
+    with 400 (not a 500) and changes nothing; a cancel succeeds, the hold being released."""
+    if postgres_server_url() is None:
+        pytest.skip("needs PostgreSQL (row locks)")
+    env = server_env_with(
+        FARTHING_VAULT_KEY=VAULT_KEY.hex(),
+        FARTHING_AUTHORIZATION_TTL_S="2",
+        FARTHING_AVAILABLE_DELAY_S="0",
+    )
+    with contextlib.ExitStack() as stack:
+        with mock.patch.object(http_conftest, "server_env", return_value=env):
+            server = stack.enter_context(serving("postgresql", tmp_path))
+        account = new_account(server)
+        held = _pay(account, "pm_card_visa", amount=1_500, capture_method="manual")
+        with server.engine.connect() as blocker:
+            transaction = blocker.begin()
+            deadline_ns = blocker.execute(
+                sa.select(intents.c.capture_before_ns)
+                .where(intents.c.id == held.id)
+                .with_for_update()
+            ).scalar_one()
+            with ThreadPoolExecutor(1) as pool:
+                call = getattr(account.test.v1.payment_intents, action)
+                answer = pool.submit(call, held.id)
+                poll_until(lambda: _waiting_on_a_lock(server), deadline_s=30)
+                poll_until(lambda: time.time_ns() > deadline_ns, deadline_s=30)
+                transaction.rollback()
+                if action == "capture":
+                    with pytest.raises(stripe.InvalidRequestError) as refused:
+                        answer.result(timeout=30)
+                    assert refused.value.code == "payment_intent_unexpected_state"
+                else:
+                    assert answer.result(timeout=30).status == "canceled"
+        after = account.test.v1.payment_intents.retrieve(held.id)
+        assert after.status == "canceled"
+        charge = account.test.v1.charges.retrieve(cast("str", after.latest_charge))
+        assert (charge.captured, charge.amount_refunded) == (False, 1_500)
+        assert _balance(account) == (0, 0)
+        assert_consistent(server, scope_of(account))
+
+
+def _waiting_on_a_lock(server: Server) -> bool:
+    with server.engine.connect() as connection:
+        return bool(
+            connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar_one()
+        )

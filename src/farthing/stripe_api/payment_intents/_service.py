@@ -26,7 +26,7 @@ from farthing.db.schema import stripe_charges as charges
 from farthing.db.schema import stripe_payment_intents as intents
 from farthing.db.schema import stripe_transfers
 from farthing.http._errors import ApiError
-from farthing.ledger import TransferEvent, TransferFlags
+from farthing.ledger import CreateTransferResult, TransferEvent, TransferFlags
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._params import MetadataChange, invalid, merge_metadata
 from farthing.stripe_api._request import Partition
@@ -684,7 +684,18 @@ def capture(ctx: Context, intent_id: str, fields: CaptureFields) -> Outcome:
         ctx.connection, intents, ctx.scope, intent_id,
         status="succeeded", amount_received=amount, amount_capturable=0,
     )  # fmt: skip
-    require_done(movement.post(ctx.connection), message="The capture could not be recorded.")
+    results = movement.post(ctx.connection)
+    if CreateTransferResult.pending_transfer_expired in results:
+        # The ledger's clock, read after this request's, saw the authorisation expire while the
+        # request waited (for the intent's lock, say). Nothing of this capture is kept; the next
+        # read of the intent records the cancellation.
+        raise ApiError(
+            400,
+            type_="invalid_request_error",
+            code="payment_intent_unexpected_state",
+            message="You cannot capture this PaymentIntent because its authorization expired.",
+        )
+    require_done(results, message="The capture could not be recorded.")
     return 200, _announce(
         ctx, intent_id, "payment_intent.succeeded", charge_event="charge.captured"
     )
@@ -706,9 +717,10 @@ def cancel(ctx: Context, intent_id: str, reason: str | None) -> Outcome:
                 code=TransferCode.release,
             )
         )
-        require_done(
-            movement.post(ctx.connection), message="The cancelation could not be recorded."
-        )
+        results = movement.post(ctx.connection)
+        # An authorisation that expired meanwhile has released its hold already: cancel anyway.
+        if results != [CreateTransferResult.pending_transfer_expired]:
+            require_done(results, message="The cancelation could not be recorded.")
         objects.update(ctx.connection, charges, ctx.scope, charge_id, amount_refunded=row["amount"])
     objects.update(
         ctx.connection, intents, ctx.scope, intent_id,
