@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import secrets
 import signal
 import subprocess
@@ -23,7 +24,13 @@ import stripe
 
 from farthing.db.schema import stripe_webhook_attempts, stripe_webhook_deliveries
 from farthing.stripe_api.webhooks import deliver_due
-from farthing.stripe_api.webhooks._delivery import LEASE_NS, RETRY_WINDOW_NS
+from farthing.stripe_api.webhooks._delivery import (
+    LEASE_NS,
+    RETRY_WINDOW_NS,
+    _claim,
+    _record,
+    _Result,
+)
 from farthing.vault import Vault
 from tests.http import conftest as http_conftest
 from tests.http.conftest import FARTHING, Server, poll_until, serving
@@ -166,6 +173,33 @@ def test_after_three_days_a_delivery_is_abandoned(hook_server: Server, receiver:
     assert _statuses(hook_server, account) == ["abandoned"]
     (endpoint,) = account.test.v1.webhook_endpoints.list().data
     assert endpoint.status == "disabled"
+
+
+def test_a_worker_whose_lease_ran_out_cannot_undo_the_next_ones_result(
+    hook_server: Server, receiver: Receiver
+) -> None:
+    """Worker A claims a delivery and is slow; its lease runs out, worker B claims it again and
+    succeeds. A's late failure is recorded as an attempt but changes nothing: no abandoning of a
+    delivery that succeeded, no disabling of its endpoint."""
+    account = new_account(hook_server)
+    _endpoint(account, receiver)
+    account.test.v1.customers.create(params={"name": "slow"})
+    now = time.time_ns()
+    (first,) = _claim(hook_server.engine, VAULT, now, 10)
+    (second,) = _claim(hook_server.engine, VAULT, now + LEASE_NS + 1, 10)
+    assert second.attempts == first.attempts + 1
+    rng = random.Random(1)
+    _record(hook_server.engine, second, _Result(200, "ok", None, 5), now + LEASE_NS + 2, rng)
+    late = now + RETRY_WINDOW_NS + HOUR_NS  # So late that a failure would abandon it.
+    _record(hook_server.engine, first, _Result(None, None, "ReadTimeout", 40_000), late, rng)
+    assert _statuses(hook_server, account) == ["succeeded"]
+    (endpoint,) = account.test.v1.webhook_endpoints.list().data
+    assert endpoint.status == "enabled"
+    with hook_server.engine.connect() as connection:
+        recorded = connection.execute(
+            sa.select(sa.func.count()).where(stripe_webhook_attempts.c.tenant_id == account.id)
+        ).scalar_one()
+    assert recorded == 2  # Both attempts happened, and both are in the history.
 
 
 def test_the_url_guard_holds_at_delivery(hook_server: Server, receiver: Receiver) -> None:

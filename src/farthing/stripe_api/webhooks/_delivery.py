@@ -33,13 +33,17 @@ from farthing.vault import Vault
 
 __all__ = ["ATTEMPT_TIMEOUT_S", "RETRY_WINDOW_NS", "deliver_due"]
 
-ATTEMPT_TIMEOUT_S = 10
-LEASE_NS = 60 * 10**9  # Longer than an attempt can take, so a lease never expires mid-send.
+ATTEMPT_TIMEOUT_S = 10  # Per phase (connect, write, read, pool), as httpx counts it.
+# The longest an attempt can take: every phase at its limit.
+ATTEMPT_DURATION_MAX_S = 4 * ATTEMPT_TIMEOUT_S
 RETRY_WINDOW_NS = 3 * 24 * 3600 * 10**9
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 6 * 3600
 CLAIM_BATCH_MAX = 50
 SENDERS_MAX = 8
+# Longer than a whole claimed batch can take (its attempts queue for SENDERS_MAX senders), so a
+# lease never runs out while its delivery is still waiting or being sent.
+LEASE_NS = (-(-CLAIM_BATCH_MAX // SENDERS_MAX) * ATTEMPT_DURATION_MAX_S + 20) * 10**9
 RESPONSE_BODY_CHARS_MAX = 1000
 ERROR_CHARS_MAX = 200
 _NS = 10**9
@@ -159,16 +163,20 @@ def _record(
                 status_code=result.status_code, response_body=result.body, error=result.error,
             )
         )  # fmt: skip
-        update = deliveries.update().where(deliveries.c.seq == claim.delivery_seq)
+        # Only while the lease is ours: a worker that claimed it after us counted one more
+        # attempt, and its result is the one that stands.
+        update = deliveries.update().where(
+            deliveries.c.seq == claim.delivery_seq, deliveries.c.attempts == claim.attempts
+        )
         if result.ok:
             connection.execute(update.values(status="succeeded"))
         elif now_ns - claim.created_ns >= RETRY_WINDOW_NS:
-            connection.execute(update.values(status="abandoned"))
-            connection.execute(
-                endpoints.update()
-                .where(endpoints.c.id == claim.endpoint_id)
-                .values(status="disabled")
-            )
+            if connection.execute(update.values(status="abandoned")).rowcount == 1:
+                connection.execute(
+                    endpoints.update()
+                    .where(endpoints.c.id == claim.endpoint_id)
+                    .values(status="disabled")
+                )
         else:
             delay_ns = backoff_ns(claim.attempts, rng)
             connection.execute(update.values(next_attempt_ns=now_ns + delay_ns))
@@ -189,13 +197,15 @@ def deliver_due(
     if not claims:
         return 0
     rng = random.Random()  # noqa: S311 - jitter spreads retries; it protects nothing
+
+    def attempt(claim: _Claim) -> None:
+        # Recorded as soon as it is done, not after the whole batch: the lease covers it.
+        result = _send(claim, client, allow_loopback=allow_loopback)
+        _record(engine, claim, result, at_ns if now_ns is not None else time.time_ns(), rng)
+
     with (
         httpx.Client(timeout=ATTEMPT_TIMEOUT_S, follow_redirects=False) as client,
         ThreadPoolExecutor(min(SENDERS_MAX, len(claims))) as pool,
     ):
-        results = list(
-            pool.map(lambda claim: _send(claim, client, allow_loopback=allow_loopback), claims)
-        )
-    for claim, result in zip(claims, results, strict=True):
-        _record(engine, claim, result, at_ns, rng)
+        list(pool.map(attempt, claims))
     return len(claims)
