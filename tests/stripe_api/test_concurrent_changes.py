@@ -5,10 +5,11 @@ nothing answers 500."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
+from farthing.stripe_api.webhooks._service import ENDPOINTS_PER_ACCOUNT_MAX
 from tests.http.conftest import Server
 from tests.stripe_api.conftest import Account
 
@@ -61,3 +62,37 @@ def test_a_payment_method_is_attached_to_one_customer(v1_server: Server, account
     assert sorted(statuses) == [200] + [400] * (CLIENTS - 1)
     events = account.test.v1.events.list(params={"type": "payment_method.attached"}).data
     assert len(events) == 1
+
+
+def test_the_webhook_endpoint_cap_holds_under_concurrent_creates(
+    v1_server: Server, account: Account
+) -> None:
+    calls = [
+        ("POST", "/v1/webhook_endpoints",
+         {"url": f"https://example.com/hook/{n}", "enabled_events[]": "*"})
+        for n in range(ENDPOINTS_PER_ACCOUNT_MAX + CLIENTS)
+    ]  # fmt: skip
+    statuses = _all(v1_server, account, calls)
+    assert statuses.count(200) == ENDPOINTS_PER_ACCOUNT_MAX
+    assert statuses.count(400) == CLIENTS
+    assert len(account.test.v1.webhook_endpoints.list(params={"limit": 100}).data) == (
+        ENDPOINTS_PER_ACCOUNT_MAX
+    )
+
+
+def test_one_default_bank_account_per_currency_under_concurrent_creates(
+    v1_server: Server, account: Account
+) -> None:
+    bank = {
+        "external_account[object]": "bank_account", "external_account[country]": "US",
+        "external_account[currency]": "usd", "external_account[routing_number]": "110000000",
+    }  # fmt: skip
+    calls = [
+        ("POST", f"/v1/accounts/{account.id}/external_accounts",
+         bank | {"external_account[account_number]": "000123456789",
+                 "external_account[account_holder_name]": f"holder {n}"})
+        for n in range(CLIENTS)
+    ]  # fmt: skip
+    assert _all(v1_server, account, calls) == [200] * CLIENTS
+    listed = account.test.v1.accounts.external_accounts.list(account.id).data
+    assert [cast("Any", item).default_for_currency for item in listed].count(True) == 1

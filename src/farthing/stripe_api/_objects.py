@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from farthing.db.schema import tenants
 from farthing.http._errors import ApiError
 from farthing.stripe_api._lists import ListQuery, page_conditions, paginate
 from farthing.stripe_api._request import Partition
@@ -21,6 +22,7 @@ __all__ = [
     "list_objects",
     "load",
     "load_many",
+    "lock_account",
     "missing",
     "new_id",
     "update",
@@ -44,6 +46,19 @@ def missing(kind: str, object_id: str, param: str = "id") -> ApiError:
         message=f"No such {kind}: '{object_id}'",
         param=param,
     )
+
+
+def lock_account(connection: sa.Connection, scope: Partition) -> None:
+    """Serialise the changes of one account that check a rule over several rows (a cap, "the
+    first one is the default"): its tenant row is locked until the transaction ends (PostgreSQL;
+    SQLite has one writer at a time anyway)."""
+    # FOR NO KEY UPDATE: it does not block the rows that merely reference the tenant (their
+    # foreign-key checks take FOR KEY SHARE), only other holders of this lock.
+    connection.execute(
+        sa.select(tenants.c.id)
+        .where(tenants.c.id == scope.tenant_id)
+        .with_for_update(key_share=True)
+    ).one()
 
 
 def _in(table: sa.Table, scope: Partition) -> sa.ColumnElement[bool]:

@@ -66,6 +66,15 @@ async def ensure_stream(js: Any, *, stream: str, subject_prefix: str) -> None:
         await js.add_stream(config)
 
 
+def _insert_cursor(connection: sa.Connection, stream: str) -> sa.Insert:
+    """A new stream's cursor at 0, unless a concurrent publisher made it first."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415
+
+        return insert(cursors).values(stream=stream, seq=0).on_conflict_do_nothing()
+    return cursors.insert().values(stream=stream, seq=0)  # SQLite: one writer at a time.
+
+
 @dataclass(frozen=True, slots=True)
 class _Cursor:
     seq: int
@@ -81,7 +90,9 @@ def _cursor(connection: sa.Connection, stream: str) -> _Cursor:
         )
     ).one_or_none()
     if row is None:
-        connection.execute(cursors.insert().values(stream=stream, seq=0))
+        # Two publishers starting a new stream at once: the second's insert waits for the
+        # first's and then does nothing.
+        connection.execute(_insert_cursor(connection, stream))
         return _Cursor(0)
     return _Cursor(int(row.seq), row.gap_wait_xmax, row.gap_seen_seq)
 

@@ -206,6 +206,7 @@ def create(ctx: Context, account_id: str, fields: BankFields) -> Outcome:
     outcome = _rail_outcome(ctx, fields.account_number)
     vault = ctx.payments.require_vault()
     routing = fields.routing_number or ""
+    objects.lock_account(ctx.connection, owner)  # One default per currency, even when racing.
     current = objects.load_many(
         ctx.connection, banks, owner,
         *_active(banks.c.currency == fields.currency, banks.c.default_for_currency), limit=1,

@@ -198,8 +198,9 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     movement: Movement,
 ) -> objects.ObjectRow:
     currency, tenant = charge["currency"], ctx.scope.tenant_id
+    # Locked: a settlement running now could move it from pending to available under us.
     charge_txn = objects.load(
-        ctx.connection, transactions, ctx.scope, charge["balance_transaction_id"]
+        ctx.connection, transactions, ctx.scope, charge["balance_transaction_id"], for_update=True
     )
     assert charge_txn is not None
     settled = charge_txn["status"] == "available"

@@ -96,6 +96,7 @@ def create(
     check_url(
         fields.url, livemode=scope.livemode, allow_loopback=allow_loopback, must_resolve=False
     )
+    objects.lock_account(connection, scope)  # The cap holds under concurrent creates.
     count = connection.execute(
         sa.select(sa.func.count()).where(
             endpoints.c.tenant_id == scope.tenant_id,
