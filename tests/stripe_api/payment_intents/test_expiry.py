@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
+from farthing.db.schema import ledger_holds, ledger_transfers
 from farthing.db.schema import stripe_payment_intents as intents
 from tests.conftest import postgres_server_url
 from tests.http import conftest as http_conftest
@@ -78,10 +79,15 @@ def test_an_authorisation_expiring_while_a_request_waits(tmp_path: Path, action:
         held = _pay(account, "pm_card_visa", amount=1_500, capture_method="manual")
         with server.engine.connect() as blocker:
             transaction = blocker.begin()
+            blocker.execute(
+                sa.select(intents.c.id).where(intents.c.id == held.id).with_for_update()
+            ).one()
+            # The ledger's hold expires a little after the intent's capture_before (its clock is
+            # read later in the authorising request): wait for the hold's own expiry.
             deadline_ns = blocker.execute(
-                sa.select(intents.c.capture_before_ns)
-                .where(intents.c.id == held.id)
-                .with_for_update()
+                sa.select(ledger_holds.c.expires_at_ns)
+                .join(ledger_transfers, ledger_transfers.c.ts == ledger_holds.c.transfer_ts)
+                .where(ledger_transfers.c.id == f"{held.latest_charge}.auth")
             ).scalar_one()
             with ThreadPoolExecutor(1) as pool:
                 call = getattr(account.test.v1.payment_intents, action)
