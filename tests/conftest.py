@@ -125,3 +125,15 @@ def new_key(engine: sa.Engine, *, mode: Mode = Mode.test) -> tuple[str, int]:
         tenant = create_tenant(connection, name="key tenant")
         secret = create_key(connection, tenant_id=tenant, mode=mode)
         return secret, ledger_id_for(connection, tenant, mode)
+
+
+def waiting_on_a_lock(engine: sa.Engine) -> bool:
+    """Whether a session of this PostgreSQL database waits for a lock now (race tests poll it
+    to know that a concurrent request has reached the lock they hold)."""
+    with engine.connect() as connection:
+        return bool(
+            connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar_one()
+        )

@@ -50,7 +50,8 @@ from farthing.ledger import (
     TransferFlags,
 )
 from farthing.ledger_service import CreateAccounts, CreateTransfers, LedgerService
-from tests.conftest import JOURNAL_KEY
+from tests.conftest import JOURNAL_KEY, waiting_on_a_lock
+from tests.http.conftest import poll_until
 from tests.ledger_service import workers
 
 WORKER = Path(workers.__file__)
@@ -410,17 +411,7 @@ def test_concurrent_writers_sqlite(sqlite_ledger: _Ledger, tmp_path: Path) -> No
 
 
 def _wait_for_lock_wait(engine: sa.Engine) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            waiting = connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            ).scalar_one()
-        if waiting:
-            return
-        time.sleep(0.01)  # polling a server-side condition, bounded by the deadline
-    pytest.fail("the post never waited for the account lock")
+    poll_until(lambda: waiting_on_a_lock(engine), deadline_s=30)
 
 
 @pytest.mark.timeout(60)

@@ -10,13 +10,17 @@ from typing import Any, cast
 import pytest
 import sqlalchemy as sa
 import stripe
+from sqlalchemy import event
 
+from farthing.auth import create_tenant
+from farthing.db.engine import begin_write, create_engine
 from farthing.db.schema import stripe_customers, stripe_idempotency_keys
 from farthing.http._errors import ApiError
-from farthing.stripe_api import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_TTL_NS
+from farthing.stripe_api import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_TTL_NS, _idempotency
 from farthing.stripe_api._idempotency import IDEMPOTENCY_CLAIM_TIMEOUT_NS, run_idempotent
 from farthing.stripe_api._request import Partition
-from tests.http.conftest import Server, assert_error
+from tests.conftest import waiting_on_a_lock
+from tests.http.conftest import Server, assert_error, poll_until
 from tests.stripe_api.conftest import Account, new_account
 
 CONCURRENT_REQUESTS = 50
@@ -227,13 +231,6 @@ def test_a_takeover_never_deletes_a_result_that_is_committing(
     """A's claim looks abandoned to B (the timeout is made 0), but A has stored its result and
     is committing. B's DELETE waits for A's row; once A commits, B must replay A's result, not
     take the key over and run the effect a second time."""
-    from sqlalchemy import event
-
-    from farthing.auth import create_tenant
-    from farthing.db.engine import begin_write, create_engine
-    from farthing.stripe_api import _idempotency
-    from tests.http.conftest import poll_until
-
     monkeypatch.setattr(_idempotency, "IDEMPOTENCY_CLAIM_TIMEOUT_NS", 0)
     engine = create_engine(postgres_url)
     committing, release = threading.Event(), threading.Event()
@@ -278,16 +275,7 @@ def test_a_takeover_never_deletes_a_result_that_is_committing(
         b = threading.Thread(target=named, args=("B",), name="B")
         b.start()
 
-        def b_waits_on_a_lock() -> bool:
-            with engine.connect() as connection:
-                return bool(
-                    connection.exec_driver_sql(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    ).scalar_one()
-                )
-
-        poll_until(b_waits_on_a_lock, deadline_s=30)
+        poll_until(lambda: waiting_on_a_lock(engine), deadline_s=30)
         release.set()
         a.join(30)
         b.join(30)

@@ -26,6 +26,7 @@ from farthing.stripe_api._request import Partition
 from farthing.stripe_api.events import EVENT_RETENTION_S, emit
 from farthing.stripe_api.retention import PruneReport, prune
 from farthing.stripe_api.webhooks import resend
+from tests.conftest import waiting_on_a_lock
 from tests.http.conftest import poll_until
 from tests.test_cli import cli_env, farthing
 
@@ -196,16 +197,6 @@ def _endpoint(connection: sa.Connection, scope: Partition) -> str:
     return endpoint_id
 
 
-def _waiting_on_a_lock(engine: sa.Engine) -> bool:
-    with engine.connect() as connection:
-        return bool(
-            connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            ).scalar_one()
-        )
-
-
 def test_a_resend_racing_prune_keeps_its_event(postgres_url: str) -> None:
     """A resend holds the event (FOR SHARE); prune, which started meanwhile, waits for it, sees
     the delivery pending again and keeps the event, so the worker can still send it."""
@@ -221,7 +212,7 @@ def test_a_resend_racing_prune_keeps_its_event(postgres_url: str) -> None:
             resend(resending, scope, old, endpoint_id)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 pruning = pool.submit(prune, engine, now_ns=NOW_NS)
-                poll_until(lambda: _waiting_on_a_lock(engine), deadline_s=30)
+                poll_until(lambda: waiting_on_a_lock(engine), deadline_s=30)
                 assert not pruning.done()
                 resending.commit()
                 report = pruning.result(timeout=30)
@@ -260,7 +251,7 @@ def test_concurrent_resends_of_one_event_queue_it_once(postgres_url: str) -> Non
                         resend(connection, scope, event_id, endpoint_id)
 
                 waiting = pool.submit(second)
-                poll_until(lambda: _waiting_on_a_lock(engine), deadline_s=30)
+                poll_until(lambda: waiting_on_a_lock(engine), deadline_s=30)
                 first.commit()
                 waiting.result(timeout=30)
         with engine.connect() as connection:

@@ -17,9 +17,9 @@ import stripe
 
 from farthing.db.schema import ledger_holds, ledger_transfers
 from farthing.db.schema import stripe_payment_intents as intents
-from tests.conftest import postgres_server_url
+from tests.conftest import postgres_server_url, waiting_on_a_lock
 from tests.http import conftest as http_conftest
-from tests.http.conftest import Server, poll_until, serving
+from tests.http.conftest import poll_until, serving
 from tests.stripe_api.conftest import (
     VAULT_KEY,
     assert_consistent,
@@ -92,7 +92,7 @@ def test_an_authorisation_expiring_while_a_request_waits(tmp_path: Path, action:
             with ThreadPoolExecutor(1) as pool:
                 call = getattr(account.test.v1.payment_intents, action)
                 answer = pool.submit(call, held.id)
-                poll_until(lambda: _waiting_on_a_lock(server), deadline_s=30)
+                poll_until(lambda: waiting_on_a_lock(server.engine), deadline_s=30)
                 poll_until(lambda: time.time_ns() > deadline_ns, deadline_s=30)
                 transaction.rollback()
                 if action == "capture":
@@ -107,13 +107,3 @@ def test_an_authorisation_expiring_while_a_request_waits(tmp_path: Path, action:
         assert (charge.captured, charge.amount_refunded) == (False, 1_500)
         assert _balance(account) == (0, 0)
         assert_consistent(server, scope_of(account))
-
-
-def _waiting_on_a_lock(server: Server) -> bool:
-    with server.engine.connect() as connection:
-        return bool(
-            connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            ).scalar_one()
-        )
