@@ -32,6 +32,7 @@ from farthing.stripe_api.payment_intents._schemas import (
     CANCELLATION_REASONS,
     CAPTURE_METHODS,
     DESCRIPTION_LENGTH_MAX,
+    IGNORED_PARAMS,
     TRANSFER_GROUP_LENGTH_MAX,
     URL_LENGTH_MAX,
 )
@@ -222,20 +223,7 @@ ACCOUNT: dict[str, Schema] = {
     "expand": EXPAND,
 }
 # Accepted by payment intents for SDK compatibility, without effect.
-_INTENT_IGNORED = dict.fromkeys(
-    (
-        "automatic_payment_methods",
-        "payment_method_options",
-        "setup_future_usage",
-        "statement_descriptor",
-        "statement_descriptor_suffix",
-        "use_stripe_sdk",
-        "mandate_data",
-        "off_session",
-        "error_on_requires_action",
-    ),
-    ANY,
-)
+_INTENT_IGNORED = dict.fromkeys(IGNORED_PARAMS, ANY)
 _METHOD_TYPES: Schema = {"type": "array", "items": {"type": "string", "enum": ["card"]}}
 INTENT: dict[str, Schema] = {
     "customer": ID,

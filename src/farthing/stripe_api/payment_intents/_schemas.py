@@ -30,7 +30,7 @@ EMAIL_LENGTH_MAX = 512
 URL_LENGTH_MAX = 2048
 TRANSFER_GROUP_LENGTH_MAX = 128
 # Accepted for SDK compatibility, without effect (docs/stripe-coverage.md lists them).
-_IGNORED = (
+IGNORED_PARAMS = (
     "automatic_payment_methods",
     "payment_method_options",
     "setup_future_usage",
@@ -104,7 +104,7 @@ def _transfer_data(reader: Reader) -> str | None:
 
 def _common(reader: Reader) -> dict[str, Any]:
     _payment_method_types(reader)
-    reader.ignore(*_IGNORED)
+    reader.ignore(*IGNORED_PARAMS)
     method = reader.string("capture_method", 32)
     if method is not None and method not in CAPTURE_METHODS:
         raise invalid(
@@ -162,7 +162,7 @@ def parse_update(params: Params) -> IntentFields:
 def parse_confirm(params: Params) -> ConfirmFields:
     reader = Reader(params)
     _payment_method_types(reader)
-    reader.ignore(*_IGNORED, "receipt_email")
+    reader.ignore(*IGNORED_PARAMS, "receipt_email")
     method = reader.string("capture_method", 32)
     if method is not None and method not in CAPTURE_METHODS:
         raise invalid(
