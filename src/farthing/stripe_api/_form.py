@@ -20,6 +20,7 @@ __all__ = [
     "FORM_KEY_BYTES_MAX",
     "FORM_LIST_LENGTH_MAX",
     "FormValue",
+    "bounded_int",
     "parse_form",
 ]
 
@@ -135,3 +136,16 @@ def _convert(node: _Node | str, param: str) -> FormValue:
             raise _invalid(f"List indexes of {param!r} must count from 0 without gaps.", param)
         return [_convert(node[index], param) for index in indexes]
     return {str(name): _convert(child, param or str(name)) for name, child in node.items()}
+
+
+def bounded_int(text: str, low: int, high: int) -> int | None:
+    """A decimal integer (ASCII digits, an optional leading ``-``) within ``low..high``, else
+    None. A text with more digits than the bounds is out of range without ``int()``, which
+    refuses more than 4300 digits (an error that would surface as a 500)."""
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdecimal()):
+        return None
+    if len(digits.lstrip("0")) > max(len(str(low)), len(str(high))):
+        return None
+    number = int(text)
+    return number if low <= number <= high else None

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._form import FormValue, bounded_int
 
 __all__ = [
     "LIST_LIMIT_DEFAULT",
@@ -61,10 +61,8 @@ def _integer(value: FormValue | None, param: str, low: int, high: int) -> int | 
     digits = value.removeprefix("-") if isinstance(value, str) else ""
     if not isinstance(value, str) or not value.isascii() or not digits.isdecimal():
         raise _invalid(f"Invalid integer: {param}.", param)
-    # More digits than the bounds have is out of range; int() would refuse 4300 (a 500).
-    too_long = len(digits.lstrip("0")) > max(len(str(low)), len(str(high)))
-    number = high + 1 if too_long else int(value)
-    if not low <= number <= high:
+    number = bounded_int(value, low, high)
+    if number is None:
         raise _invalid(f"{param} must be between {low} and {high}.", param)
     return number
 

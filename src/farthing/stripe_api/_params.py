@@ -7,7 +7,7 @@ from typing import Any
 
 from farthing.http._errors import ApiError
 from farthing.ledger import is_currency
-from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._form import FormValue, bounded_int
 from farthing.stripe_api._request import Params, unknown_param
 
 __all__ = [
@@ -138,10 +138,8 @@ class Reader:
             return None
         if not isinstance(value, str) or not value.isascii() or not value.isdecimal():
             raise invalid(f"Invalid integer: {name}.", name)
-        # More digits than the bounds have is out of range; int() would refuse 4300 (a 500).
-        too_long = len(value.lstrip("0")) > max(len(str(low)), len(str(high)))
-        number = high + 1 if too_long else int(value)
-        if not low <= number <= high:
+        number = bounded_int(value, low, high)
+        if number is None:
             raise invalid(f"{name} must be between {low} and {high}.", name)
         return number
 

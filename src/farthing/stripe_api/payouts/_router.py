@@ -12,7 +12,7 @@ from farthing.db.schema import stripe_external_accounts as banks
 from farthing.db.schema import stripe_payouts as payouts
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths
-from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._form import FormValue, bounded_int
 from farthing.stripe_api._idempotency import hide_secrets
 from farthing.stripe_api._lists import ID_LENGTH_MAX, TIMESTAMP_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid
@@ -119,10 +119,10 @@ def _range(value: FormValue | None, name: str, column: sa.ColumnElement[int]) ->
     for bound, text in bounds.items():
         if not isinstance(text, str) or not text.isascii() or not text.isdecimal():
             raise invalid(f"Invalid integer: {name}.", name)
-        # A longer number than the bound is too large; int() would refuse 4300 digits (a 500).
-        if len(text.lstrip("0")) > len(str(TIMESTAMP_MAX)) or int(text) > TIMESTAMP_MAX:
+        number = bounded_int(text, 0, TIMESTAMP_MAX)
+        if number is None:
             raise invalid(f"{name} must be at most {TIMESTAMP_MAX}.", name)
-        conditions.append(compare[bound](int(text)))
+        conditions.append(compare[bound](number))
     return conditions
 
 
