@@ -355,35 +355,24 @@ def prune(
 ) -> None:
     """Delete events past 30 days (with their webhook deliveries) and idempotency keys past 24
     hours; events a worker still owes are kept. Prints what went, as JSON."""
+    import dataclasses  # noqa: PLC0415
     import json  # noqa: PLC0415
 
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import begin_write, open_initialised  # noqa: PLC0415
-    from farthing.stripe_api.retention import (  # noqa: PLC0415
-        PRUNE_BATCH_SIZE_MAX,
-    )
-    from farthing.stripe_api.retention import prune as prune_expired  # noqa: PLC0415
+    from farthing.stripe_api import retention  # noqa: PLC0415
 
-    if not 0 < batch_size <= PRUNE_BATCH_SIZE_MAX:
-        msg = f"1 to {PRUNE_BATCH_SIZE_MAX}"
+    if not 0 < batch_size <= retention.PRUNE_BATCH_SIZE_MAX:
+        msg = f"1 to {retention.PRUNE_BATCH_SIZE_MAX}"
         raise typer.BadParameter(msg, param_hint="--batch-size")
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
-        report = prune_expired(engine, batch_size=batch_size)
+        report = retention.prune(engine, batch_size=batch_size)
         with begin_write(engine) as connection:
             _record_admin(connection, action="prune")
     finally:
         engine.dispose()
-    typer.echo(
-        json.dumps(
-            {
-                "events": report.events,
-                "deliveries": report.deliveries,
-                "attempts": report.attempts,
-                "idempotency_keys": report.idempotency_keys,
-            }
-        )
-    )
+    typer.echo(json.dumps(dataclasses.asdict(report)))
 
 
 @accounts_app.command("create")

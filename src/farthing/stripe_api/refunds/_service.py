@@ -133,10 +133,10 @@ def create(ctx: Context, fields: RefundFields) -> Outcome:
     refund_id = objects.new_id("re_")
     # The reversal first: the connected account's share comes back to the platform's balance,
     # from which the refund is then taken.
-    movement = ctx.payments.ledger.movement(ctx.connection, ctx.scope)
-    reversal_id = None
     if fields.reverse_transfer:
         movement, reversal_id = _reverse_transfer(ctx, charge, amount, refund_id)
+    else:
+        movement, reversal_id = ctx.payments.ledger.movement(ctx.connection, ctx.scope), None
     row = _record(
         ctx, charge, amount, fee_back, fields,
         refund_id=refund_id, reversal_id=reversal_id, movement=movement,
@@ -157,8 +157,8 @@ def _reverse_transfer(
 ) -> tuple[Movement, str | None]:
     """Stripe's ``reverse_transfer``: reverse the charge's transfer in proportion to the refund,
     cumulatively rounded down, so that refunding the whole charge reverses the whole transfer.
-    None when nothing is left to reverse (a small refund's share rounds to 0, or the transfer was
-    reversed by hand already)."""
+    Returns the movement the refund joins, and the reversal's id, or None when nothing is left
+    to reverse (a small refund's share rounds to 0, or the transfer was reversed by hand)."""
     transfer_id = charge["transfer_id"]
     if transfer_id is None:
         raise invalid(
