@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
@@ -19,7 +20,7 @@ from farthing.db.schema import ledger_holds, ledger_transfers
 from farthing.db.schema import stripe_payment_intents as intents
 from tests.conftest import postgres_server_url, waiting_on_a_lock
 from tests.http import conftest as http_conftest
-from tests.http.conftest import poll_until, serving
+from tests.http.conftest import Server, poll_until, serving
 from tests.stripe_api.conftest import (
     VAULT_KEY,
     assert_consistent,
@@ -30,15 +31,22 @@ from tests.stripe_api.conftest import (
 from tests.stripe_api.payment_intents.test_payment_intents import _balance, _fee, _pay
 
 
-def test_uncaptured_authorisation_expires_and_cannot_be_captured(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _expiring(kind: str, tmp_path: Path, ttl_s: int) -> Iterator[Server]:
+    """A server whose authorisations live ``ttl_s`` seconds, funds available at once."""
     env = server_env_with(
         FARTHING_VAULT_KEY=VAULT_KEY.hex(),
-        FARTHING_AUTHORIZATION_TTL_S="1",
+        FARTHING_AUTHORIZATION_TTL_S=str(ttl_s),
         FARTHING_AVAILABLE_DELAY_S="0",
     )
     with contextlib.ExitStack() as stack:
         with mock.patch.object(http_conftest, "server_env", return_value=env):
-            server = stack.enter_context(serving("sqlite", tmp_path))
+            server = stack.enter_context(serving(kind, tmp_path))
+        yield server
+
+
+def test_uncaptured_authorisation_expires_and_cannot_be_captured(tmp_path: Path) -> None:
+    with _expiring("sqlite", tmp_path, ttl_s=1) as server:
         account = new_account(server)
         held = _pay(account, "pm_card_visa", amount=1_500, capture_method="manual")
         paid = _pay(account, "pm_card_visa", amount=2_000)
@@ -67,14 +75,7 @@ def test_an_authorisation_expiring_while_a_request_waits(tmp_path: Path, action:
     with 400 (not a 500) and changes nothing; a cancel succeeds, the hold being released."""
     if postgres_server_url() is None:
         pytest.skip("needs PostgreSQL (row locks)")
-    env = server_env_with(
-        FARTHING_VAULT_KEY=VAULT_KEY.hex(),
-        FARTHING_AUTHORIZATION_TTL_S="2",
-        FARTHING_AVAILABLE_DELAY_S="0",
-    )
-    with contextlib.ExitStack() as stack:
-        with mock.patch.object(http_conftest, "server_env", return_value=env):
-            server = stack.enter_context(serving("postgresql", tmp_path))
+    with _expiring("postgresql", tmp_path, ttl_s=2) as server:
         account = new_account(server)
         held = _pay(account, "pm_card_visa", amount=1_500, capture_method="manual")
         with server.engine.connect() as blocker:
