@@ -27,6 +27,7 @@ EVENT_RETENTION_S = 30 * 24 * 3600
 # The version whose object shapes Farthing follows (responses carry no other).
 API_VERSION = "2024-06-20"
 EVENT_TYPE_LENGTH_MAX = 64
+_XID_OF = "farthing.events.xid_of"  # connection.info: the transaction known to have an xid
 
 
 def emit(
@@ -44,10 +45,7 @@ def emit(
     if previous:
         data["previous_attributes"] = previous
     event_id = objects.new_id("evt_")
-    if connection.dialect.name == "postgresql":
-        # The event's seq comes from a sequence before the insert gives the transaction an xid;
-        # the stream's gap rule (events._stream) needs the holder of a seq to have one already.
-        connection.exec_driver_sql("SELECT pg_current_xact_id()")
+    _ensure_xid(connection)
     connection.execute(
         events.insert().values(
             id=event_id,
@@ -64,6 +62,18 @@ def emit(
 
     fan_out(connection, scope, event_id, event_type)
     return event_id
+
+
+def _ensure_xid(connection: sa.Connection) -> None:
+    """PostgreSQL: the event's seq comes from a sequence before the insert gives the transaction
+    an xid, and the stream's gap rule (events._stream) needs the holder of a seq to have one
+    already. Asked once per transaction, however many events it emits."""
+    if connection.dialect.name != "postgresql":
+        return
+    transaction = connection.get_transaction()
+    if transaction is None or connection.info.get(_XID_OF) is not transaction:
+        connection.exec_driver_sql("SELECT pg_current_xact_id()")
+        connection.info[_XID_OF] = connection.get_transaction()
 
 
 def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
