@@ -38,18 +38,20 @@ from farthing.ledger import (
     create_transfers,
     digest_records,
 )
-from farthing.ledger_service._records import TRANSFER_COLUMNS, transfer_record
+from farthing.ledger_service._history import Chain, link
+from farthing.ledger_service._records import transfer_record
+from farthing.ledger_service._sql import INSERT_TRANSFER_COLUMNS
 from farthing.ledger_service._writer import transfer_row
 
 ACCOUNTS = 10_000
 LEDGER_ID = 1
 _ALLOWANCE_MINOR = 10**15
 _INSERT = "INSERT INTO ledger_transfers ({}) VALUES ({})".format(  # noqa: S608 - constants
-    ", ".join(TRANSFER_COLUMNS), ", ".join("?" * len(TRANSFER_COLUMNS))
+    ", ".join(INSERT_TRANSFER_COLUMNS), ", ".join("?" * len(INSERT_TRANSFER_COLUMNS))
 )
 _UPDATE = (
     "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
-    "credits_posted = ?, limit_minor = ? WHERE pk = ?"
+    "credits_posted = ?, limit_minor = ?, last_transfer_ts = ?, transfers_count = ? WHERE pk = ?"
 )
 _JOURNAL = (
     "INSERT INTO ledger_journal (seq, ts, accounts_count, limit_changes_count, transfers_count, "
@@ -81,10 +83,13 @@ def _storage(path: Path, pipe: Connection, *, checkpointer: bool) -> None:
         connection.execute("PRAGMA wal_autocheckpoint = 0")
         threading.Thread(target=_checkpoints, args=(path, stop), daemon=True).start()
     while data := pipe.recv_bytes():
-        rows, balances, seq, digest = pickle.loads(data)  # noqa: S301 - our own process
+        rows, balances, marks, seq, digest = pickle.loads(data)  # noqa: S301 - our own process
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany(_INSERT, rows)
         connection.executemany(_UPDATE, balances)
+        connection.executemany(
+            "INSERT INTO ledger_history_marks (account_pk, ts) VALUES (?, ?)", marks
+        )
         connection.execute(_JOURNAL, (seq, rows[-1][0], len(rows), digest, "-"))
         connection.execute("COMMIT")
         pipe.send_bytes(b"committed")
@@ -131,7 +136,11 @@ def _prepare(path: Path) -> None:
 
 
 def _engine_stage(
-    reader: sqlite3.Connection, ledger: LedgerSlice, events: tuple[TransferEvent, ...], seq: int
+    reader: sqlite3.Connection,
+    ledger: LedgerSlice,
+    chains: dict[str, Chain],
+    events: tuple[TransferEvent, ...],
+    seq: int,
 ) -> bytes:
     ids = json.dumps([event.id for event in events])
     reader.execute(
@@ -143,6 +152,8 @@ def _engine_stage(
     ledger.touched.clear()
     create_transfers(ledger, events)
     ts = time.time_ns()
+    timestamps = [ts + offset for offset in range(len(ledger.new_transfers))]
+    links, marks = link(ledger.new_transfers, timestamps, chains)
     rows: list[tuple[Any, ...]] = []
     for offset, transfer in enumerate(ledger.new_transfers):
         debit_pk = int(transfer.debit_account_id[1:]) + 1
@@ -150,15 +161,21 @@ def _engine_stage(
         rows.append(
             transfer_row(
                 transfer, ts=ts + offset, ledger_id=LEDGER_ID, debit_pk=debit_pk,
-                credit_pk=credit_pk, seq=seq,
+                credit_pk=credit_pk, seq=seq, links=links[offset],
             )
         )  # fmt: skip
     digest = digest_records(transfer_record(row) for row in rows)
     balances = [
-        (*ledger.accounts[account_id].snapshot(), int(account_id[1:]) + 1)
+        (
+            *ledger.accounts[account_id].snapshot(),
+            chains[account_id].last_ts,
+            chains[account_id].count,
+            int(account_id[1:]) + 1,
+        )
         for account_id in ledger.touched
     ]
-    return pickle.dumps((rows, balances, seq, digest), protocol=5)
+    marked = [(int(account_id[1:]) + 1, mark_ts) for account_id, mark_ts in marks]
+    return pickle.dumps((rows, balances, marked, seq, digest), protocol=5)
 
 
 def main() -> None:
@@ -172,6 +189,7 @@ def main() -> None:
         path = Path(directory) / "prototype.db"
         _prepare(path)
         ledger = LedgerSlice(now_ns=time.time_ns())
+        chains = {f"a{index}": Chain(None, 0) for index in range(ACCOUNTS)}
         for index in range(ACCOUNTS):
             ledger.accounts[f"a{index}"] = LiveAccount(
                 id=f"a{index}", currency="USD", code=0, flags=2,
@@ -188,7 +206,7 @@ def main() -> None:
         in_flight = 0
         started = time.perf_counter()
         for seq, events in enumerate(batches, start=2):
-            ours.send_bytes(_engine_stage(reader, ledger, events, seq))
+            ours.send_bytes(_engine_stage(reader, ledger, chains, events, seq))
             in_flight += 1
             if in_flight == options.in_flight:
                 assert ours.recv_bytes() == b"committed"

@@ -35,6 +35,7 @@ from farthing.db.engine import create_engine
 from farthing.db.schema import (
     ledger_accounts,
     ledger_failed_transfers,
+    ledger_history_marks,
     ledger_holds,
     ledger_journal,
     ledger_journal_head,
@@ -177,6 +178,7 @@ _TABLES = (
     ledger_limit_changes,
     ledger_transfers,
     ledger_holds,
+    ledger_history_marks,
     ledger_failed_transfers,
     ledger_journal,
     ledger_journal_head,
@@ -507,6 +509,28 @@ def hold_expiry(connection: sa.Connection) -> str:
     return r"hold"
 
 
+def transfer_history_link(connection: sa.Connection) -> str:
+    """History links are derived: one that skips a transfer would hide it from listings."""
+    previous = _row(connection, "pay-2")["dr_previous_ts"]
+    assert previous is not None
+    connection.execute(sa.update(t).where(t.c.id == "pay-3").values(dr_previous_ts=previous))
+    return rf"^journal entry {_seq_of(connection, 'pay-3')}: transfer 'pay-3': its link"
+
+
+def account_history_head(connection: sa.Connection) -> str:
+    connection.execute(
+        sa.update(a).where(a.c.id == "carol").values(last_transfer_ts=a.c.last_transfer_ts - 1)
+    )
+    return r"^account 'carol': stored history head"
+
+
+def account_history_count(connection: sa.Connection) -> str:
+    connection.execute(
+        sa.update(a).where(a.c.id == "bob").values(transfers_count=a.c.transfers_count + 1)
+    )
+    return r"^account 'bob': stored history head"
+
+
 CASES: list[Any] = [
     transfer_amount,
     transfer_balance_snapshot,
@@ -536,6 +560,9 @@ CASES: list[Any] = [
     transfer_metadata_null_to_empty,
     journal_head_timestamp,
     hold_expiry,
+    transfer_history_link,
+    account_history_head,
+    account_history_count,
 ]
 
 

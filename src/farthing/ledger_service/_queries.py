@@ -20,6 +20,7 @@ from farthing.ledger import (
     Metadata,
     TransferFlags,
 )
+from farthing.ledger_service._history import history
 from farthing.ledger_service._sql import storable
 from farthing.ledger_service._writer import decode_metadata
 
@@ -58,6 +59,14 @@ class TransferPage:
     next_cursor: int | None
 
 
+_TS_MAX = 2**63 - 1
+_BALANCE_COLUMNS = {
+    prefix: [
+        ledger_transfers.c[prefix + name]
+        for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+    ]
+    for prefix in ("dr_", "cr_")
+}
 _debit = ledger_accounts.alias("debit")
 _credit = ledger_accounts.alias("credit")
 _t = ledger_transfers
@@ -137,14 +146,19 @@ def _storable(ids: Sequence[str]) -> list[str]:
     return [value for value in ids if storable(value)]
 
 
-def _account_pk(connection: sa.Connection, ledger_id: int, account_id: str) -> int | None:
+def _account_head(
+    connection: sa.Connection, ledger_id: int, account_id: str
+) -> tuple[int, int | None] | None:
+    """The account's pk and newest transfer's timestamp; None if there is no such account."""
     if not storable(account_id):
         return None
     a = ledger_accounts
-    pk = connection.execute(
-        sa.select(a.c.pk).where(a.c.ledger_id == ledger_id, a.c.id == account_id)
-    ).scalar_one_or_none()
-    return None if pk is None else int(pk)
+    row = connection.execute(
+        sa.select(a.c.pk, a.c.last_transfer_ts).where(
+            a.c.ledger_id == ledger_id, a.c.id == account_id
+        )
+    ).first()
+    return None if row is None else (int(row[0]), row[1])
 
 
 def list_account_transfers(  # noqa: PLR0913
@@ -160,27 +174,33 @@ def list_account_transfers(  # noqa: PLR0913
 ) -> TransferPage | None:
     """Transfers debiting or crediting an account, by timestamp; None if no such account."""
     assert 0 < limit <= PAGE_SIZE_MAX
-    pk = _account_pk(connection, ledger_id, account_id)
-    if pk is None:
+    head = _account_head(connection, ledger_id, account_id)
+    if head is None:
         return None
-    conditions = []
-    if since_ns is not None:
-        conditions.append(_t.c.ts >= since_ns)
-    if until_ns is not None:
-        conditions.append(_t.c.ts < until_ns)
+    # The range as low < ts <= top (top inclusive, so that no bound leaves BIGINT).
+    low = -1 if since_ns is None else since_ns - 1
+    top = _TS_MAX if until_ns is None else until_ns - 1
     if after is not None:
-        conditions.append(_t.c.ts < after if newest_first else _t.c.ts > after)
+        if newest_first:
+            top = min(top, after - 1)
+        else:
+            low = max(low, after)
+    timestamps = history(
+        connection,
+        account_pk=head[0],
+        last_ts=head[1],
+        low=low,
+        top=top,
+        count=limit + 1,
+        newest_first=newest_first,
+    )
     order = _t.c.ts.desc() if newest_first else _t.c.ts.asc()
-    # Two index range scans (debit side, credit side) merged, instead of one OR scan.
-    sides = [
-        sa.select(_t.c.ts).where(column == pk, *conditions).order_by(order).limit(limit + 1)
-        for column in (_t.c.debit_pk, _t.c.credit_pk)
-    ]
-    union = sa.union_all(*(side.subquery().select() for side in sides)).subquery()
-    timestamps = sa.select(union.c.ts)
-    rows = connection.execute(
-        _TRANSFER_SELECT.where(_t.c.ts.in_(timestamps)).order_by(order).limit(limit + 1)
-    ).all()
+    rows = (
+        connection.execute(_TRANSFER_SELECT.where(_t.c.ts.in_(timestamps)).order_by(order)).all()
+        if timestamps
+        else []
+    )
+    assert len(rows) == len(timestamps)
     page = tuple(_transfer(row) for row in rows[:limit])
     next_cursor = page[-1].timestamp_ns if len(rows) > limit else None
     return TransferPage(transfers=page, next_cursor=next_cursor)
@@ -191,23 +211,22 @@ def balance_at(
 ) -> Balances | None:
     """The account's balances right after its last transfer at or before ``at_ns``.
 
-    Two indexed look-ups of the balances stored on the transfer rows; None if no such account.
+    Read from the balances stored on that transfer's row, found by a walk of the account's
+    history (at most HISTORY_MARK_EVERY links); None if no such account.
     """
-    pk = _account_pk(connection, ledger_id, account_id)
-    if pk is None:
+    head = _account_head(connection, ledger_id, account_id)
+    if head is None:
         return None
-    latest: tuple[int, Balances] | None = None
-    for side, prefix in ((_t.c.debit_pk, "dr_"), (_t.c.credit_pk, "cr_")):
-        columns = [
-            _t.c[prefix + name]
-            for name in ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
-        ]
-        row = connection.execute(
-            sa.select(_t.c.ts, *columns)
-            .where(side == pk, _t.c.ts <= at_ns)
-            .order_by(_t.c.ts.desc())
-            .limit(1)
-        ).first()
-        if row is not None and (latest is None or row[0] > latest[0]):
-            latest = (row[0], Balances(row[1], row[2], row[3], row[4]))
-    return Balances() if latest is None else latest[1]
+    pk = head[0]
+    found = history(
+        connection, account_pk=pk, last_ts=head[1], low=-1, top=at_ns, count=1, newest_first=True
+    )
+    if not found:
+        return Balances()
+    row = connection.execute(
+        sa.select(_t.c.debit_pk, *_BALANCE_COLUMNS["dr_"], *_BALANCE_COLUMNS["cr_"]).where(
+            _t.c.ts == found[0]
+        )
+    ).one()
+    side = row[1:5] if row[0] == pk else row[5:9]
+    return Balances(side[0], side[1], side[2], side[3])

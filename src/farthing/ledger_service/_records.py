@@ -18,6 +18,7 @@ __all__ = [
     "FAILED_COLUMNS",
     "LIMIT_CHANGE_COLUMNS",
     "TRANSFER_COLUMNS",
+    "TRANSFER_LINK_COLUMNS",
     "account_record",
     "failed_record",
     "limit_change_record",
@@ -64,6 +65,9 @@ TRANSFER_COLUMNS = (
     "cr_credits_pending",
     "cr_credits_posted",
 )
+# Stored after TRANSFER_COLUMNS and not journaled: the transfer's links in its accounts'
+# histories, derived data that `farthing verify` rebuilds and compares (``_history``).
+TRANSFER_LINK_COLUMNS = ("dr_previous_ts", "cr_previous_ts")
 
 # Column types per record kind: i integer, s text, S text or NULL, I integer or NULL.
 _TYPES = {
@@ -111,8 +115,9 @@ def failed_record(row: Sequence[object]) -> str:
 
 
 def transfer_record(row: Sequence[Any]) -> str:
-    """Same as ``encode_record("T", row)``, spelled out: it runs once per transfer."""
-    assert len(row) == len(TRANSFER_COLUMNS)
+    """Same as ``encode_record("T", row)``, spelled out: it runs once per transfer. A stored row
+    may go on with its ``TRANSFER_LINK_COLUMNS``, which are not part of the record."""
+    assert len(row) in {len(TRANSFER_COLUMNS), len(TRANSFER_COLUMNS) + len(TRANSFER_LINK_COLUMNS)}
     return (
         f"T\x1f{row[0]}\x1f{row[1]}\x1f'{row[2]}\x1f{row[3]}\x1f{row[4]}\x1f{row[5]}\x1f'{row[6]}"
         f"\x1f{_text(row[7])}\x1f{row[8]}\x1f{_integer(row[9])}\x1f{row[10]}\x1f{row[11]}"

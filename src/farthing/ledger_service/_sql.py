@@ -11,15 +11,27 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from farthing.ledger_service._records import ACCOUNT_RECORD_COLUMNS, TRANSFER_COLUMNS
+from farthing.ledger_service._records import (
+    ACCOUNT_RECORD_COLUMNS,
+    TRANSFER_COLUMNS,
+    TRANSFER_LINK_COLUMNS,
+)
 
-__all__ = ["PostgresOps", "SqlOps", "SqliteOps", "storable"]
+__all__ = [
+    "INSERT_ACCOUNT_COLUMNS",
+    "INSERT_TRANSFER_COLUMNS",
+    "PostgresOps",
+    "SqlOps",
+    "SqliteOps",
+    "storable",
+]
 
 Row = tuple[Any, ...]
 
 ACCOUNT_COLUMNS = (
     "pk, ledger_id, id, currency, code, flags, limit_minor, limit_initial_minor, metadata, "
-    "debits_pending, debits_posted, credits_pending, credits_posted"
+    "debits_pending, debits_posted, credits_pending, credits_posted, "
+    "last_transfer_ts, transfers_count"
 )
 STORED_TRANSFER_COLUMNS = (
     "t.ts, t.ledger_id, t.id, da.id, ca.id, t.amount, t.pending_id, t.timeout_s, "
@@ -37,7 +49,10 @@ _INSERT_ACCOUNT_COLUMNS = (
     "debits_posted",
     "credits_pending",
     "credits_posted",
+    "last_transfer_ts",
+    "transfers_count",
 )
+INSERT_TRANSFER_COLUMNS = (*TRANSFER_COLUMNS, *TRANSFER_LINK_COLUMNS)
 
 
 def _copy_field(value: object) -> str:
@@ -81,11 +96,13 @@ _US = "\x1f"
 
 _UPDATE_BALANCES = (
     "UPDATE ledger_accounts a SET debits_pending = v.dp, debits_posted = v.dpo, "
-    "credits_pending = v.cp, credits_posted = v.cpo, limit_minor = v.lim FROM unnest("
+    "credits_pending = v.cp, credits_posted = v.cpo, limit_minor = v.lim, "
+    "last_transfer_ts = NULLIF(v.last, -1), transfers_count = v.n FROM unnest("
+    "string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[], "
     "string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[], "
     "string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[], "
     "string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[]"
-    ") AS v(dp, dpo, cp, cpo, lim, pk) WHERE a.pk = v.pk"
+    ") AS v(dp, dpo, cp, cpo, lim, last, n, pk) WHERE a.pk = v.pk"
 )
 
 
@@ -145,8 +162,8 @@ class SqliteOps:
         return row
 
     def insert_transfers(self, cursor: Any, rows: Sequence[Row]) -> None:
-        columns = ", ".join(TRANSFER_COLUMNS)
-        marks = _placeholders(len(TRANSFER_COLUMNS), "?")
+        columns = ", ".join(INSERT_TRANSFER_COLUMNS)
+        marks = _placeholders(len(INSERT_TRANSFER_COLUMNS), "?")
         cursor.executemany(
             f"INSERT INTO ledger_transfers ({columns}) VALUES ({marks})",  # noqa: S608
             rows,
@@ -155,7 +172,8 @@ class SqliteOps:
     def update_balances(self, cursor: Any, rows: Sequence[Row]) -> None:
         cursor.executemany(
             "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, "
-            "credits_pending = ?, credits_posted = ?, limit_minor = ? WHERE pk = ?",
+            "credits_pending = ?, credits_posted = ?, limit_minor = ?, last_transfer_ts = ?, "
+            "transfers_count = ? WHERE pk = ?",
             rows,
         )
 
@@ -206,7 +224,7 @@ class PostgresOps:
         return row
 
     def insert_transfers(self, cursor: Any, rows: Sequence[Row]) -> None:
-        columns = ", ".join(TRANSFER_COLUMNS)
+        columns = ", ".join(INSERT_TRANSFER_COLUMNS)
         # One text block in COPY's text format: psycopg's write_row costs more per row than
         # formatting the row ourselves, and transfer rows hold only integers, NULLs and text.
         lines = ["\t".join(map(_copy_field, row)) for row in rows]
@@ -216,7 +234,12 @@ class PostgresOps:
     def update_balances(self, cursor: Any, rows: Sequence[Row]) -> None:
         # Integer columns travel as comma-joined text: psycopg's list adaptation is Python code
         # and costs more than the UPDATE itself at batch sizes.
-        columns = [",".join(map(str, column)) for column in zip(*rows, strict=True)]
+        # An account without transfers has no last_transfer_ts (NULL): -1 stands for it, since
+        # no timestamp is negative.
+        columns = [
+            ",".join("-1" if value is None else str(value) for value in column)
+            for column in zip(*rows, strict=True)
+        ]
         cursor.execute(_UPDATE_BALANCES, columns)
 
 

@@ -25,6 +25,7 @@ from farthing._errors import IntegrityError
 from farthing.db.schema import (
     ledger_accounts,
     ledger_failed_transfers,
+    ledger_history_marks,
     ledger_holds,
     ledger_journal,
     ledger_journal_head,
@@ -39,11 +40,13 @@ from farthing.ledger import (
     digest_records,
     entry_mac,
 )
+from farthing.ledger_service._history import HISTORY_MARK_EVERY
 from farthing.ledger_service._records import (
     ACCOUNT_RECORD_COLUMNS,
     FAILED_COLUMNS,
     LIMIT_CHANGE_COLUMNS,
     TRANSFER_COLUMNS,
+    TRANSFER_LINK_COLUMNS,
     account_record,
     failed_record,
     limit_change_record,
@@ -81,6 +84,9 @@ class _Replay:
     committed: set[tuple[int, str]] = field(default_factory=set)
     failed: set[tuple[int, str]] = field(default_factory=set)
     transfers: int = 0
+    # pk -> [newest transfer's ts, transfers so far]; and the history marks due (``_history``).
+    chains: dict[int, list[Any]] = field(default_factory=dict)
+    marks: set[tuple[int, int]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -139,7 +145,13 @@ def _verify(
             connection, cursors, ledger_accounts, ACCOUNT_RECORD_COLUMNS, "created_ns"
         ),
         limits=_stream(connection, cursors, ledger_limit_changes, LIMIT_CHANGE_COLUMNS, "ts"),
-        transfers=_stream(connection, cursors, ledger_transfers, TRANSFER_COLUMNS, "ts"),
+        transfers=_stream(
+            connection,
+            cursors,
+            ledger_transfers,
+            (*TRANSFER_COLUMNS, *TRANSFER_LINK_COLUMNS),
+            "ts",
+        ),
         failed=_stream(connection, cursors, ledger_failed_transfers, FAILED_COLUMNS, "ts"),
     )
     replay = _Replay()
@@ -220,6 +232,14 @@ def _check_entry(  # noqa: PLR0913
         raise IntegrityError(msg)
 
 
+_RECORD_LENGTHS = {
+    "A": len(ACCOUNT_RECORD_COLUMNS),
+    "L": len(LIMIT_CHANGE_COLUMNS),
+    "T": len(TRANSFER_COLUMNS),
+    "F": len(FAILED_COLUMNS),
+}
+
+
 def _take(
     stream: Iterator[sa.Row[Any]], count: int, entry: sa.Row[Any], kind: str
 ) -> list[sa.Row[Any]]:
@@ -232,7 +252,7 @@ def _take(
         if row is None:
             msg = f"journal entry {entry.seq}: {kind} records missing (entry counts {count})"
             raise IntegrityError(msg)
-        problem = row_type_error(kind, tuple(row))
+        problem = row_type_error(kind, tuple(row)[: _RECORD_LENGTHS[kind]])
         if problem is not None:
             msg = f"journal entry {entry.seq}: {kind} record: {problem}"
             raise IntegrityError(msg)
@@ -249,6 +269,7 @@ def _replay_record(seq: int, replay: _Replay, kind: str, row: sa.Row[Any]) -> No
             msg = f"journal entry {seq}: account {row.id!r} created twice"
             raise IntegrityError(msg)
         replay.accounts[row.pk] = [0, 0, 0, 0, row.limit_initial_minor, row.flags, row.currency]
+        replay.chains[row.pk] = [None, 0]
     elif kind == "L":
         _apply_limit_change(seq, replay, row)
     elif kind == "T":
@@ -299,7 +320,22 @@ def _apply_transfer(seq: int, replay: _Replay, row: sa.Row[Any]) -> None:
         raise IntegrityError(msg)
     _check_limit(seq, row.ts, debit)
     _check_limit(seq, row.ts, credit)
+    _link(where, replay, row)
     replay.transfers += 1
+
+
+def _link(where: str, replay: _Replay, row: sa.Row[Any]) -> None:
+    """The transfer's links in its accounts' histories, and the marks it makes (``_history``)."""
+    sides = ((row.debit_pk, row.dr_previous_ts), (row.credit_pk, row.cr_previous_ts))
+    for pk, previous_ts in sides:
+        chain = replay.chains[pk]
+        if previous_ts != chain[0] or type(previous_ts) not in {int, type(None)}:
+            msg = f"{where}: its link in an account's history differs from the journal"
+            raise IntegrityError(msg)
+        chain[0] = row.ts
+        chain[1] += 1
+        if chain[1] % HISTORY_MARK_EVERY == 0:
+            replay.marks.add((pk, row.ts))
 
 
 def _move_balances(
@@ -366,13 +402,16 @@ def _check_final_state(
     totals: dict[str, list[int]] = {}
     columns = (
         "pk", "id", "debits_pending", "debits_posted", "credits_pending", "credits_posted",
-        "limit_minor", "currency",
+        "limit_minor", "currency", "last_transfer_ts", "transfers_count",
     )  # fmt: skip
     for row in _stream(connection, cursors, ledger_accounts, columns, "pk"):
         account = replay.accounts.get(row.pk)
         stored = [row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted]
         if account is None or account[:5] != [*stored, row.limit_minor]:
             msg = f"account {row.id!r}: stored balances or limit differ from the sum of postings"
+            raise IntegrityError(msg)
+        if replay.chains[row.pk] != [row.last_transfer_ts, row.transfers_count]:
+            msg = f"account {row.id!r}: stored history head differs from the journal"
             raise IntegrityError(msg)
         total = totals.setdefault(row.currency, [0, 0, 0, 0])
         for index in range(4):
@@ -384,6 +423,7 @@ def _check_final_state(
             msg = f"{currency}: debits do not equal credits"
             raise IntegrityError(msg)
     _check_holds(connection, replay)
+    _check_marks(connection, replay)
 
 
 def _check_holds(connection: sa.Connection, replay: _Replay) -> None:
@@ -396,4 +436,13 @@ def _check_holds(connection: sa.Connection, replay: _Replay) -> None:
             ts for ts in stored.keys() | expected.keys() if stored.get(ts) != expected.get(ts)
         )
         msg = f"hold of the transfer at {wrong}: state or expiry differs from the journal"
+        raise IntegrityError(msg)
+
+
+def _check_marks(connection: sa.Connection, replay: _Replay) -> None:
+    m = ledger_history_marks
+    stored = {(row[0], row[1]) for row in connection.execute(sa.select(m.c.account_pk, m.c.ts))}
+    if stored != replay.marks:
+        wrong = min(stored ^ replay.marks, key=lambda mark: mark[1])
+        msg = f"history mark of account pk {wrong[0]} at {wrong[1]} differs from the journal"
         raise IntegrityError(msg)

@@ -36,6 +36,7 @@ from farthing.ledger import (
     entry_mac,
     expire_due_holds,
 )
+from farthing.ledger_service._history import Chain, link
 from farthing.ledger_service._records import (
     account_record,
     failed_record,
@@ -66,6 +67,8 @@ _INSERT_ACCOUNT = "INSERT INTO ledger_accounts ({}) VALUES ({})".format(  # noqa
 )
 # Accounts kept in memory between commits on SQLite (beyond this the cache starts over).
 ACCOUNT_CACHE_SIZE_MAX = 1_000_000
+# (ledger id, account id) -> (pk, balances, history head)
+_Cache = dict[tuple[int, str], tuple[int, LiveAccount, Chain]]
 
 
 def decode_metadata(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -85,6 +88,8 @@ class _LedgerWork:
     ledger_id: int
     slice: LedgerSlice
     account_pks: dict[str, int] = field(default_factory=dict)
+    # The head of each account's history (``_history``), advanced as the commit writes.
+    chains: dict[str, Chain] = field(default_factory=dict)
     transfer_ts: dict[str, int] = field(default_factory=dict)
     # Accounts read from the database (not the cache) by this commit.
     loaded: list[str] = field(default_factory=list)
@@ -101,7 +106,7 @@ class LedgerWriter:
         # SQLite only: accounts as of journal entry ``_cache_seq``. BEGIN IMMEDIATE makes this
         # process the only writer, and an unchanged journal head proves that nobody else wrote
         # since, so cached accounts need not be read again. PostgreSQL always reads (and locks).
-        self._cache: dict[tuple[int, str], tuple[int, LiveAccount]] = {}
+        self._cache: _Cache = {}
         self._cache_seq = -1
 
     def commit(self, requests: Sequence[WriteRequest]) -> list[Outcome]:
@@ -165,7 +170,7 @@ class LedgerWriter:
 
     def _keep(
         self,
-        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+        cache: _Cache,
         works: list[_LedgerWork],
         head_seq: int,
     ) -> None:
@@ -173,10 +178,19 @@ class LedgerWriter:
         for work in works:
             accounts = work.slice.accounts
             pks = work.account_pks
+            chains = work.chains
             for account_id in work.loaded:
-                cache[(work.ledger_id, account_id)] = (pks[account_id], accounts[account_id])
+                cache[(work.ledger_id, account_id)] = (
+                    pks[account_id],
+                    accounts[account_id],
+                    chains[account_id],
+                )
             for account in work.slice.new_accounts:
-                cache[(work.ledger_id, account.id)] = (pks[account.id], accounts[account.id])
+                cache[(work.ledger_id, account.id)] = (
+                    pks[account.id],
+                    accounts[account.id],
+                    chains[account.id],
+                )
         if len(cache) > ACCOUNT_CACHE_SIZE_MAX:
             cache = {}
         self._cache = cache
@@ -186,7 +200,7 @@ class LedgerWriter:
         self,
         cursor: Any,
         requests: Sequence[WriteRequest],
-        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+        cache: _Cache,
     ) -> tuple[list[Outcome], list[_LedgerWork], int]:
         now_ns = time.time_ns()
         start_seq = -1
@@ -236,7 +250,7 @@ class LedgerWriter:
         requests: Sequence[WriteRequest],
         works: dict[int, _LedgerWork],
         due: dict[int, list[Row]],
-        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+        cache: _Cache,
     ) -> None:
         account_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
         transfer_ids: dict[int, set[str]] = {ledger_id: set() for ledger_id in works}
@@ -272,7 +286,7 @@ class LedgerWriter:
         cursor: Any,
         work: _LedgerWork,
         ids: set[str],
-        cache: dict[tuple[int, str], tuple[int, LiveAccount]],
+        cache: _Cache,
     ) -> None:
         missing = []
         for account_id in ids:
@@ -282,6 +296,7 @@ class LedgerWriter:
             else:
                 work.account_pks[account_id] = cached[0]
                 work.slice.accounts[account_id] = cached[1]
+                work.chains[account_id] = cached[2]
         if not missing:
             return
         missing.sort()
@@ -301,6 +316,7 @@ class LedgerWriter:
                 credits_pending=row[11],
                 credits_posted=row[12],
             )
+            work.chains[row[2]] = Chain(row[13], row[14])
 
     def _load_transfers(self, cursor: Any, work: _LedgerWork, ids: set[str]) -> None:
         if not ids:
@@ -346,10 +362,17 @@ class LedgerWriter:
         ts = max(now_ns, int(head_ts) + 1)
         records: list[tuple[int, str]] = []
         for work in works:
-            ts = self._write_accounts(cursor, work, seq, ts, records)
+            accounts_ts = ts
+            ts += len(work.slice.new_accounts)
             transfer_ts, change_ts, ts = _interleave(work.slice, ts)
+            for account in work.slice.new_accounts:
+                work.chains[account.id] = Chain(None, 0)
+            links, marks = link(work.slice.new_transfers, transfer_ts, work.chains)
+            # New accounts are written with the balances and history head they end with.
+            self._write_accounts(cursor, work, seq, accounts_ts, records)
             self._write_limit_changes(cursor, work, seq, change_ts, records)
-            self._write_transfers(cursor, work, seq, transfer_ts, records)
+            self._write_transfers(cursor, work, seq, transfer_ts, links, records)
+            self._write_marks(cursor, work, marks)
             ts = self._write_failed(cursor, work, seq, ts, records)
             self._write_balances(cursor, work)
         assert len(records) == sum(counts)
@@ -403,13 +426,14 @@ class LedgerWriter:
 
     def _write_accounts(
         self, cursor: Any, work: _LedgerWork, seq: int, ts: int, records: list[tuple[int, str]]
-    ) -> int:
+    ) -> None:
         new_accounts = work.slice.new_accounts
         if not new_accounts:
-            return ts
+            return
         rows: list[Row] = []
         for offset, account in enumerate(new_accounts):
             live = work.slice.accounts[account.id]
+            chain = work.chains[account.id]
             rows.append(
                 (
                     work.ledger_id,
@@ -426,6 +450,8 @@ class LedgerWriter:
                     live.debits_posted,
                     live.credits_pending,
                     live.credits_posted,
+                    chain.last_ts,
+                    chain.count,
                 )
             )
         cursor.executemany(self._sql(_INSERT_ACCOUNT), rows)
@@ -435,7 +461,6 @@ class LedgerWriter:
         records.extend(
             (row[7], account_record((work.account_pks[row[1]], *row[:9]))) for row in rows
         )
-        return ts + len(new_accounts)
 
     def _write_limit_changes(
         self,
@@ -467,12 +492,13 @@ class LedgerWriter:
         )
         records.extend((row[0], limit_change_record(row)) for row in rows)
 
-    def _write_transfers(
+    def _write_transfers(  # noqa: PLR0913 - the commit's context, then this ledger's parts
         self,
         cursor: Any,
         work: _LedgerWork,
         seq: int,
         timestamps: list[int],
+        links: list[tuple[int | None, int | None]],
         records: list[tuple[int, str]],
     ) -> None:
         transfers = work.slice.new_transfers
@@ -492,12 +518,21 @@ class LedgerWriter:
                 debit_pk=pks[transfer.debit_account_id],
                 credit_pk=pks[transfer.credit_account_id],
                 seq=seq,
+                links=links[offset],
             )
             rows.append(row)
             new_ts[transfer.id] = transfer_ts
         self._ops.insert_transfers(cursor, rows)
         records.extend((row[0], transfer_record(row)) for row in rows)
         self._write_holds(cursor, work, new_ts)
+
+    def _write_marks(self, cursor: Any, work: _LedgerWork, marks: list[tuple[str, int]]) -> None:
+        if marks:
+            pks = work.account_pks
+            cursor.executemany(
+                self._sql("INSERT INTO ledger_history_marks (account_pk, ts) VALUES (?, ?)"),
+                [(pks[account_id], ts) for account_id, ts in marks],
+            )
 
     def _write_holds(self, cursor: Any, work: _LedgerWork, new_ts: dict[str, int]) -> None:
         inserts: list[Row] = []
@@ -527,6 +562,7 @@ class LedgerWriter:
             if account_id in new_ids:
                 continue  # Inserted with its balances at the end of this commit.
             live = work.slice.accounts[account_id]
+            chain = work.chains[account_id]
             rows.append(
                 (
                     live.debits_pending,
@@ -534,6 +570,8 @@ class LedgerWriter:
                     live.credits_pending,
                     live.credits_posted,
                     live.limit_minor,
+                    chain.last_ts,
+                    chain.count,
                     work.account_pks[account_id],
                 )
             )
@@ -542,9 +580,17 @@ class LedgerWriter:
 
 
 def transfer_row(  # noqa: PLR0913 - the stored columns that are not the transfer's own
-    transfer: Transfer, *, ts: int, ledger_id: int, debit_pk: int, credit_pk: int, seq: int
+    transfer: Transfer,
+    *,
+    ts: int,
+    ledger_id: int,
+    debit_pk: int,
+    credit_pk: int,
+    seq: int,
+    links: tuple[int | None, int | None],
 ) -> Row:
-    """A transfer as a ``ledger_transfers`` row, in ``TRANSFER_COLUMNS`` order."""
+    """A transfer as a ``ledger_transfers`` row, in ``INSERT_TRANSFER_COLUMNS`` order: the
+    journaled ``TRANSFER_COLUMNS``, then its links in the accounts' histories."""
     dr = transfer.debit_balances
     cr = transfer.credit_balances
     return (
@@ -570,6 +616,8 @@ def transfer_row(  # noqa: PLR0913 - the stored columns that are not the transfe
         cr.debits_posted,
         cr.credits_pending,
         cr.credits_posted,
+        links[0],
+        links[1],
     )
 
 
