@@ -16,9 +16,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from farthing.db.engine import Dialect, dialect_of
-from farthing.ledger import AccountEvent, CreateTransferResult, TransferEvent
+from farthing.auth import Mode, create_tenant, ledger_id_for
+from farthing.db.engine import Dialect, create_engine, dialect_of
+from farthing.ledger import AccountEvent, AccountFlags, CreateTransferResult, TransferEvent
 from farthing.ledger_service import CreateAccounts, CreateTransfers, LedgerService
+from farthing.ledger_service._sql import PostgresOps
+from tests.conftest import JOURNAL_KEY
 
 Captured = list[tuple[str, Any]]
 
@@ -108,3 +111,86 @@ def test_balance_at_a_moment_reads_by_key(
     assert balances.debits_posted + balances.credits_posted > 0
     plans = _assert_keyed(engine, captured)
     assert "ledger_history_marks" in plans, plans
+
+
+class _Explaining:
+    """A DBAPI cursor that explains each statement's generic plan instead of running it: the
+    plan psycopg's prepared statements get after five executions, and keep."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, statement: str, parameters: Any) -> None:
+        numbered = statement
+        for index in range(1, len(parameters) + 1):
+            numbered = numbered.replace("%s", f"${index}", 1)
+        self._cursor.execute("SET plan_cache_mode = force_generic_plan")
+        self._cursor.execute("DEALLOCATE ALL")
+        types = ", ".join("text" if isinstance(value, str) else "bigint" for value in parameters)
+        self._cursor.execute(f"PREPARE explained ({types}) AS {numbered}")
+        # EXPLAIN EXECUTE takes no bound parameters: literals (ids here are plain text).
+        literals = ", ".join(
+            "'" + value.replace("'", "''") + "'" if isinstance(value, str) else str(int(value))
+            for value in parameters
+        )
+        self._cursor.execute(f"EXPLAIN EXECUTE explained({literals})")
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+
+def test_id_lookups_probe_the_unique_index_without_statistics(postgres_url: str) -> None:
+    """Statistics taken while the table was empty (a new database, before autovacuum's first
+    analyze) once led PostgreSQL to scan a ledger's every transfer for each id look-up."""
+    engine = create_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE ledger_transfers")
+            connection.exec_driver_sql("ANALYZE ledger_failed_transfers")
+            tenant = create_tenant(connection, name="plans")
+            ledger_id = ledger_id_for(connection, tenant, Mode.test)
+        service = LedgerService(engine, journal_key=JOURNAL_KEY)
+        limited = AccountEvent(
+            id="limited", currency="USD", flags=AccountFlags.debits_must_not_exceed_credits
+        )
+        service.commit([CreateAccounts(ledger_id=ledger_id, events=(limited,))])
+        service.commit(
+            [
+                CreateAccounts(
+                    ledger_id=ledger_id,
+                    events=(
+                        AccountEvent(id="a", currency="USD"),
+                        AccountEvent(id="b", currency="USD"),
+                    ),
+                )
+            ]
+        )
+        transfers = tuple(
+            TransferEvent(
+                id=f"t{index}", debit_account_id="a", credit_account_id="b", amount_minor=1
+            )
+            for index in range(3000)
+        )
+        (results,) = service.commit([CreateTransfers(ledger_id=ledger_id, events=transfers)])
+        assert results == [CreateTransferResult.ok] * len(transfers)
+        refused = tuple(
+            TransferEvent(
+                id=f"r{index}", debit_account_id="limited", credit_account_id="b", amount_minor=1
+            )
+            for index in range(3000)
+        )
+        (results,) = service.commit([CreateTransfers(ledger_id=ledger_id, events=refused)])
+        assert results == [CreateTransferResult.exceeds_credits] * len(refused)
+        raw = engine.raw_connection()
+        try:
+            cursor = _Explaining(raw.cursor())
+            ops = PostgresOps()
+            for lookup in (ops.transfers_by_id, ops.failed_by_id):
+                plan = "\n".join(row[0] for row in lookup(cursor, ledger_id, ["t1", "t2"]))
+                assert re.search(r"Index Cond: .*\(id\)::text = ", plan), plan
+                assert not re.search(r"Filter: .*\(id\)::text", plan), plan
+                assert "Seq Scan" not in plan, plan
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
