@@ -533,7 +533,7 @@ def serve(
 
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import open_initialised  # noqa: PLC0415
-    from farthing.http import create_app  # noqa: PLC0415
+    from farthing.http import ApiH11Protocol, create_app  # noqa: PLC0415
 
     settings = Settings.from_env(database_url=database_url)
     open_initialised(settings.database_url).dispose()  # Refuse to serve an empty database.
@@ -541,7 +541,13 @@ def serve(
     application = create_app(settings)
     # No access log (query strings carry 3-D Secure tokens); no Server header naming the stack.
     uvicorn.run(
-        application, host=host, port=port, log_level="info", access_log=False, server_header=False
+        application,
+        host=host,
+        port=port,
+        http=ApiH11Protocol,  # Unparseable requests get the API's JSON error, not plain text.
+        log_level="info",
+        access_log=False,
+        server_header=False,
     )
 
 

@@ -489,6 +489,29 @@ def test_unknown_routes_answer_json_errors(
         assert_error(response, status, type_="invalid_request_error", code=code)
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /ledger/v1/accounts/a HTTP/1.1\r\nHost: x\r\nX-Bad\x01Name: y\r\n\r\n",
+        b"GET /ledger/v1/accounts/a HTTP/1.1\r\nHost: x\r\nX-Value: a\x00b\r\n\r\n",
+        b"NOT AN HTTP REQUEST LINE\r\n\r\n",
+        b"GET /ledger/v1/accounts/a HTTP/1.1\r\n : no name\r\n\r\n",
+    ],
+    ids=["control-byte-in-name", "nul-in-value", "request-line", "empty-header-name"],
+)
+def test_unparseable_requests_answer_the_json_error_format(
+    server: Server, request_bytes: bytes
+) -> None:
+    """These never reach the application: the HTTP parser refuses them, in our format."""
+    response = raw_exchange(server.base_url, iter([request_bytes]))
+    assert response.status == 400
+    assert response.headers["content-type"] == "application/json"
+    error = orjson.loads(response.body)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "malformed_http_request"
+    assert "\x01" not in error["message"]
+
+
 def test_json_syntax_error_names_no_bogus_param(tenant: Tenant) -> None:
     response = tenant.client.post(
         f"{V1}/transfers", content=b"{not json", headers={"Content-Type": "application/json"}
