@@ -157,22 +157,22 @@ def test_id_lookups_probe_the_unique_index_without_statistics(postgres_url: str)
         service.commit([CreateAccounts(ledger_id=ledger_id, events=(limited,))])
         accounts = tuple(AccountEvent(id=f"a{index}", currency="USD") for index in range(3000))
         service.commit([CreateAccounts(ledger_id=ledger_id, events=accounts)])
-        transfers = tuple(
-            TransferEvent(
-                id=f"t{index}", debit_account_id="a1", credit_account_id="a2", amount_minor=1
+        # 3000 committed transfers and 3000 refused ones (exceeds_credits), after the analyze.
+        for prefix, debit, expected in (
+            ("t", "a1", CreateTransferResult.ok),
+            ("r", "limited", CreateTransferResult.exceeds_credits),
+        ):
+            events = tuple(
+                TransferEvent(
+                    id=f"{prefix}{index}",
+                    debit_account_id=debit,
+                    credit_account_id="a2",
+                    amount_minor=1,
+                )
+                for index in range(3000)
             )
-            for index in range(3000)
-        )
-        (results,) = service.commit([CreateTransfers(ledger_id=ledger_id, events=transfers)])
-        assert results == [CreateTransferResult.ok] * len(transfers)
-        refused = tuple(
-            TransferEvent(
-                id=f"r{index}", debit_account_id="limited", credit_account_id="a2", amount_minor=1
-            )
-            for index in range(3000)
-        )
-        (results,) = service.commit([CreateTransfers(ledger_id=ledger_id, events=refused)])
-        assert results == [CreateTransferResult.exceeds_credits] * len(refused)
+            (results,) = service.commit([CreateTransfers(ledger_id=ledger_id, events=events)])
+            assert results == [expected] * len(events)
         raw = engine.raw_connection()
         try:
             cursor = _Explaining(raw.cursor())
