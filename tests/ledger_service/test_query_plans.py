@@ -182,6 +182,10 @@ def test_id_lookups_probe_the_unique_index_without_statistics(postgres_url: str)
                 plan = "\n".join(row[0] for row in lookup(cursor, ledger_id, ids))
                 assert re.search(r"Index Cond: .*\(id\)::text = ", plan), plan
                 assert not re.search(r"Filter: .*\(id\)::text", plan), plan
+                scanned = (
+                    r"Seq Scan on (ledger_transfers|ledger_failed_transfers|ledger_accounts)\b"
+                )
+                assert not re.search(scanned, plan), plan
         finally:
             raw.close()
     finally:

@@ -142,4 +142,12 @@ def open_initialised(url: str) -> sa.Engine:
         engine.dispose()
         msg = "database is not initialised: run `farthing init` first"
         raise ConfigurationError(msg)
+    from farthing.db.migrate import check_revision  # noqa: PLC0415 - alembic loads only here
+
+    try:
+        with engine.connect() as connection:
+            check_revision(connection)
+    except ConfigurationError:
+        engine.dispose()
+        raise
     return engine

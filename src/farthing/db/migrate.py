@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-__all__ = ["alembic_config", "upgrade"]
+from farthing._errors import ConfigurationError
+
+__all__ = ["alembic_config", "check_revision", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -25,3 +30,37 @@ def upgrade(engine: sa.Engine) -> None:
     with engine.connect() as connection:
         command.upgrade(alembic_config(connection), "head")
         connection.commit()
+
+
+@functools.cache
+def _known_revisions() -> tuple[str, frozenset[str]]:
+    """The newest revision this code knows, and all it knows."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    assert head is not None
+    return head, frozenset(script.revision for script in scripts.walk_revisions())
+
+
+def check_revision(connection: sa.Connection) -> None:
+    """Refuse a schema this code was not written for: older code would write rows the newer
+    schema's derived data does not expect (history links, for one), and newer code would find
+    columns missing."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    head, known = _known_revisions()
+    if current == head:
+        return
+    if current is None:
+        msg = "database is not initialised: run `farthing init` first"
+    elif current in known:
+        msg = (
+            f"database schema is at revision {current}, this Farthing needs {head}: stop every "
+            "Farthing process using it, then run `farthing init`"
+        )
+    else:
+        msg = (
+            f"database schema is at revision {current}, which this Farthing does not know: a "
+            "newer Farthing migrated it; run that version"
+        )
+    raise ConfigurationError(msg)

@@ -2,7 +2,8 @@
 
 Each transfer links to the previous transfer of its debit and of its credit account; the account
 holds its newest transfer and a count; every 64th transfer of an account is a row of
-ledger_history_marks. Existing transfers are linked here, oldest first, in bounded chunks.
+ledger_history_marks. Existing transfers are linked here with window functions (stop every
+Farthing process first: the tables are locked while this runs).
 
 Revision ID: 0014
 Revises: 0013
@@ -21,7 +22,6 @@ depends_on = None
 
 # HISTORY_MARK_EVERY as of this revision (a migration must not follow later code).
 _MARK_EVERY = 64
-_CHUNK_ROWS = 10_000
 
 
 def upgrade() -> None:
@@ -40,60 +40,64 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('account_pk', 'ts', name=op.f('pk_ledger_history_marks')),
         sqlite_with_rowid=False,
     )
-    _link_existing_transfers(op.get_bind())
+    # On PostgreSQL the old indexes go first: the backfill rewrites every transfer row, and each
+    # new row version would enter them too (1,000,000 transfers: 51 s with them, 28 s without).
+    # SQLite keeps them until after: they hand the window functions postings already in order.
     sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        _link_existing_transfers(op.get_bind())
     for side in ("debit_pk", "credit_pk"):
         name = f"ix_ledger_transfers_{side}" if sqlite else f"ix_ledger_transfers_{side}_ts"
         op.drop_index(name, table_name="ledger_transfers")
+    if not sqlite:
+        _link_existing_transfers(op.get_bind())
+
+
+# Every posting (one per side of each transfer), numbered along its account's history.
+_POSTINGS = """
+WITH postings AS (
+    SELECT ts, debit_pk AS pk, 0 AS side FROM ledger_transfers
+    UNION ALL
+    SELECT ts, credit_pk AS pk, 1 AS side FROM ledger_transfers
+),
+numbered AS (
+    SELECT ts, pk, side,
+           lag(ts) OVER (PARTITION BY pk ORDER BY ts) AS previous_ts,
+           row_number() OVER (PARTITION BY pk ORDER BY ts) AS n
+    FROM postings
+)
+"""
 
 
 def _link_existing_transfers(bind: sa.Connection) -> None:
-    chains: dict[int, list[int]] = {}  # account pk -> [newest ts, count]
-    after = -1
-    while True:
-        rows = bind.execute(
-            sa.text(
-                "SELECT ts, debit_pk, credit_pk FROM ledger_transfers WHERE ts > :after "
-                "ORDER BY ts LIMIT :limit"
-            ),
-            {"after": after, "limit": _CHUNK_ROWS},
-        ).all()
-        if not rows:
-            break
-        links = []
-        marks = []
-        for ts, debit_pk, credit_pk in rows:
-            previous = []
-            for pk in (debit_pk, credit_pk):
-                chain = chains.setdefault(pk, [None, 0])
-                previous.append(chain[0])
-                chain[0] = ts
-                chain[1] += 1
-                if chain[1] % _MARK_EVERY == 0:
-                    marks.append({"pk": pk, "ts": ts})
-            links.append({"dr": previous[0], "cr": previous[1], "ts": ts})
-        bind.execute(
-            sa.text(
-                "UPDATE ledger_transfers SET dr_previous_ts = :dr, cr_previous_ts = :cr "
-                "WHERE ts = :ts"
-            ),
-            links,
-        )
-        if marks:
-            bind.execute(
-                sa.text("INSERT INTO ledger_history_marks (account_pk, ts) VALUES (:pk, :ts)"),
-                marks,
-            )
-        after = rows[-1][0]
-    heads = [{"last": chain[0], "count": chain[1], "pk": pk} for pk, chain in chains.items()]
-    for start in range(0, len(heads), _CHUNK_ROWS):
-        bind.execute(
-            sa.text(
-                "UPDATE ledger_accounts SET last_transfer_ts = :last, transfers_count = :count "
-                "WHERE pk = :pk"
-            ),
-            heads[start : start + _CHUNK_ROWS],
-        )
+    """Set-based, so that a large ledger migrates in a few statements (on PostgreSQL every
+    transfer row is still rewritten once: run VACUUM afterwards)."""
+    bind.execute(sa.text(
+        _POSTINGS
+        + """
+, pairs AS (
+    SELECT ts,
+           max(CASE WHEN side = 0 THEN previous_ts END) AS dr,
+           max(CASE WHEN side = 1 THEN previous_ts END) AS cr
+    FROM numbered GROUP BY ts
+)
+UPDATE ledger_transfers SET dr_previous_ts = pairs.dr, cr_previous_ts = pairs.cr
+FROM pairs WHERE ledger_transfers.ts = pairs.ts
+"""
+    ))
+    bind.execute(sa.text(
+        _POSTINGS
+        + f"INSERT INTO ledger_history_marks (account_pk, ts) "
+        f"SELECT pk, ts FROM numbered WHERE n % {_MARK_EVERY} = 0"
+    ))
+    bind.execute(sa.text(
+        _POSTINGS
+        + """
+, heads AS (SELECT pk, max(ts) AS last_ts, count(*) AS n FROM numbered GROUP BY pk)
+UPDATE ledger_accounts SET last_transfer_ts = heads.last_ts, transfers_count = heads.n
+FROM heads WHERE ledger_accounts.pk = heads.pk
+"""
+    ))
 
 
 def downgrade() -> None:
