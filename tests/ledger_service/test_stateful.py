@@ -36,10 +36,12 @@ from farthing.ledger import (
     ACCOUNT_CODE_MAX,
     AMOUNT_MAX,
     BALANCE_MAX,
+    PAGE_SIZE_MAX,
     TIMEOUT_S_MAX,
     TRANSFER_CODE_MAX,
     AccountEvent,
     AccountFlags,
+    Balances,
     CreateAccountResult,
     CreateTransferResult,
     HoldState,
@@ -789,6 +791,7 @@ def ledger_machine(databases: FreshDatabases) -> type[RuleBasedStateMachine]:
                 _check_accounts(self.service, ledger_id, model)
                 ids = sorted({event.id for event in self.transfer_history[ledger]})
                 _check_transfers(self.service, ledger_id, model, ids)
+                _check_histories(self.service, ledger_id, model)
 
         def teardown(self) -> None:
             try:
@@ -889,6 +892,33 @@ def _check_transfers(
         ), transfer_id
         assert (transfer.expires_at_ns is None) == (transfer.timeout_s == 0), transfer
         assert transfer.timeout_s <= TIMEOUT_S_MAX
+
+
+def _check_histories(service: LedgerService, ledger_id: int, model: LedgerModel) -> None:
+    """Each account's transfers, listed both ways, are the model's in the order they were
+    applied (commit order is timestamp order), and its balances after its last transfer are its
+    balances now (holds never expire in these runs)."""
+    for account_id, account in model.accounts.items():
+        expected = [
+            transfer.id
+            for transfer in model.transfers.values()
+            if account_id in {transfer.debit_account_id, transfer.credit_account_id}
+        ]
+        for newest_first in (False, True):
+            page = service.list_account_transfers(
+                ledger_id, account_id, limit=PAGE_SIZE_MAX, newest_first=newest_first
+            )
+            assert page is not None
+            assert page.next_cursor is None  # A run makes fewer transfers than a page.
+            listed = [transfer.id for transfer in page.transfers]
+            assert listed == (expected[::-1] if newest_first else expected), account_id
+        balances = service.balance_at(ledger_id, account_id, 2**63 - 1)
+        assert balances == Balances(
+            account.debits_pending,
+            account.debits_posted,
+            account.credits_pending,
+            account.credits_posted,
+        ), account_id
 
 
 # Hypothesis may shrink a failure for up to five minutes: let it finish, and let a long campaign
