@@ -8,6 +8,7 @@ after its commit returned.
 from __future__ import annotations
 
 import enum
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from farthing._errors import ConfigurationError
 __all__ = [
     "WRITE_OPTION",
     "Dialect",
+    "application_name",
     "begin_write",
     "create_engine",
     "dialect_of",
@@ -115,6 +117,7 @@ def create_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(
         normalized,
         connect_args={
+            "application_name": application_name(),
             "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
             "options": "-c synchronous_commit=on -c default_transaction_isolation=read\\ committed",
         },
@@ -122,7 +125,18 @@ def create_engine(url: str) -> sa.Engine:
         pool_pre_ping=True,
     )
     assert dialect_of(engine) is Dialect.postgresql
+    event.listen(engine, "do_connect", _name_the_session)
     return engine
+
+
+def application_name() -> str:
+    """How this process's PostgreSQL sessions are named in pg_stat_activity: `farthing init`
+    refuses to migrate while sessions of other Farthing processes are open."""
+    return f"farthing:{os.getpid()}"
+
+
+def _name_the_session(_dialect: Any, _record: Any, _args: Any, parameters: dict[str, Any]) -> None:
+    parameters["application_name"] = application_name()  # The pid of now, after any fork.
 
 
 def open_initialised(url: str) -> sa.Engine:

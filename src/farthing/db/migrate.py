@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from farthing._errors import ConfigurationError
+from farthing.db.engine import application_name
 
 __all__ = ["alembic_config", "check_revision", "upgrade"]
 
@@ -26,10 +27,35 @@ def alembic_config(connection: sa.Connection) -> Config:
 
 
 def upgrade(engine: sa.Engine) -> None:
-    """Create or migrate the schema to the newest revision; safe to run again."""
+    """Create or migrate the schema to the newest revision; safe to run again (also while
+    servers run, when there is nothing to migrate)."""
     with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        connection.rollback()  # Alembic begins its own transactions (and autocommit blocks).
+        if current != _known_revisions()[0] and connection.dialect.name == "postgresql":
+            _refuse_while_others_connected(connection)
         command.upgrade(alembic_config(connection), "head")
         connection.commit()
+
+
+def _refuse_while_others_connected(connection: sa.Connection) -> None:
+    """A process of the older version would go on writing rows the new schema's derived data
+    does not expect (e.g. transfers without history links): migrate only when none is left."""
+    others = connection.execute(
+        sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name LIKE 'farthing:%' AND application_name <> :mine "
+            "AND pid <> pg_backend_pid()"
+        ),
+        {"mine": application_name()},
+    ).scalar_one()
+    connection.rollback()
+    if others:
+        msg = (
+            f"{others} session(s) of other Farthing processes are open on this database: stop "
+            "every Farthing process (servers, workers) before migrating it"
+        )
+        raise ConfigurationError(msg)
 
 
 @functools.cache
