@@ -30,6 +30,8 @@ _STEPS = (
     (_writer.LedgerWriter, "_write", "write"),
     (_writer.LedgerWriter, "_write_transfers", "write transfers"),
     (_writer.LedgerWriter, "_write_balances", "write balances"),
+    (_writer.LedgerWriter, "_write_marks", "write history marks"),
+    (_writer, "link", "history links"),
     (_writer, "digest_records", "journal digest"),
 )
 _SQL = ("lock_accounts", "transfers_by_id", "failed_by_id", "insert_transfers", "update_balances")
