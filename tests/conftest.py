@@ -10,12 +10,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from farthing.auth import Mode, create_key, create_tenant, ledger_id_for
-from farthing.db.engine import create_engine
+from farthing.db.engine import Dialect, create_engine, dialect_of
 from farthing.db.migrate import upgrade
 from farthing.ledger_service import LedgerService
 
@@ -137,3 +138,16 @@ def waiting_on_a_lock(engine: sa.Engine) -> bool:
                 "AND wait_event_type = 'Lock'"
             ).scalar_one()
         )
+
+
+def explain(engine: sa.Engine, statement: str, parameters: Any) -> str:
+    """The plan the database makes for a driver-level statement. PostgreSQL is told not to scan
+    sequentially, so that a missing index shows even on a small table, where a scan would be the
+    planner's honest choice."""
+    with engine.connect() as connection:
+        if dialect_of(engine) is Dialect.sqlite:
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            return "\n".join(str(row[-1]) for row in rows)
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+        return "\n".join(str(row[0]) for row in rows)

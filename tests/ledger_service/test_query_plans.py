@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from farthing.auth import Mode, create_tenant, ledger_id_for
-from farthing.db.engine import Dialect, create_engine, dialect_of
+from farthing.db.engine import create_engine
 from farthing.ledger import AccountEvent, AccountFlags, CreateTransferResult, TransferEvent
 from farthing.ledger_service import CreateAccounts, CreateTransfers, LedgerService
 from farthing.ledger_service._sql import PostgresOps
-from tests.conftest import JOURNAL_KEY
+from tests.conftest import JOURNAL_KEY, explain
 
 Captured = list[tuple[str, Any]]
 
@@ -57,16 +57,6 @@ def captured(engine: sa.Engine) -> Iterator[Captured]:
     event.remove(engine, "before_cursor_execute", capture)
 
 
-def _plan(engine: sa.Engine, statement: str, parameters: Any) -> str:
-    with engine.connect() as connection:
-        if dialect_of(engine) is Dialect.sqlite:
-            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            return "\n".join(str(row[-1]) for row in rows)
-        connection.exec_driver_sql("SET enable_seqscan = off")
-        rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
-        return "\n".join(str(row[0]) for row in rows)
-
-
 _SCANS = re.compile(
     r"\bSCAN (ledger_transfers|t|ledger_history_marks)\b"  # SQLite
     r"|Seq Scan on (ledger_transfers|ledger_history_marks)\b"  # PostgreSQL
@@ -78,7 +68,7 @@ def _assert_keyed(engine: sa.Engine, statements: Captured) -> str:
     assert statements, "no statement read ledger_transfers"
     plans = []
     for statement, parameters in statements:
-        plan = _plan(engine, statement, parameters)
+        plan = explain(engine, statement, parameters)
         assert _SCANS.search(plan) is None, plan
         plans.append(plan)
     return "\n".join(plans)

@@ -75,7 +75,12 @@ def prune(engine: sa.Engine, *, batch_size: int = 1_000, now_ns: int | None = No
 
 
 def _pending_delivery(event_id: sa.ColumnElement[str]) -> sa.Exists:
-    return sa.exists().where(deliveries.c.event_id == event_id, deliveries.c.status == "pending")
+    # `status || ''` keeps the status index out of this look-up: without statistics SQLite chose
+    # it over the (event_id, endpoint_id) key and read every pending delivery for each event
+    # (5,000 old events, 100,000 pending deliveries: 1.4 s per batch).
+    return sa.exists().where(
+        deliveries.c.event_id == event_id, deliveries.c.status.concat("") == "pending"
+    )
 
 
 def _prune_events(connection: sa.Connection, now_s: int, limit: int) -> PruneReport:
@@ -89,8 +94,13 @@ def _prune_events(connection: sa.Connection, now_s: int, limit: int) -> PruneRep
     published = connection.execute(sa.select(sa.func.min(cursors.c.seq))).scalar_one_or_none()
     if published is not None:
         conditions.append(events.c.seq <= published)
+    # Oldest first by the created index, which ends the scan at the cutoff: in seq order, the
+    # last batch of a run read every newer event to find that none was left (SQLite's plan).
     candidates = connection.execute(
-        sa.select(events.c.seq).where(*conditions).order_by(events.c.seq).limit(limit)
+        sa.select(events.c.seq)
+        .where(*conditions)
+        .order_by(events.c.created, events.c.seq)
+        .limit(limit)
     ).scalars()
     seqs = list(candidates)
     if not seqs:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 
 from farthing.auth import create_tenant
-from farthing.db.engine import begin_write
+from farthing.db.engine import begin_write, create_engine
 from farthing.db.schema import audit_log
 from farthing.db.schema import stripe_event_stream_cursors as cursors
 from farthing.db.schema import stripe_events as events
@@ -26,7 +29,7 @@ from farthing.stripe_api._request import Partition
 from farthing.stripe_api.events import EVENT_RETENTION_S, emit
 from farthing.stripe_api.retention import PruneReport, prune
 from farthing.stripe_api.webhooks import resend
-from tests.conftest import waiting_on_a_lock
+from tests.conftest import explain, waiting_on_a_lock
 from tests.http.conftest import poll_until
 from tests.test_cli import cli_env, farthing
 
@@ -137,6 +140,35 @@ def test_prune_takes_exactly_what_expired(engine: sa.Engine, batch_size: int) ->
     assert (orphan_deliveries, orphan_attempts) == (0, 0)
     # Nothing more to take: pruning again changes nothing.
     assert prune(engine, batch_size=batch_size, now_ns=NOW_NS) == PruneReport()
+
+
+def test_prune_finds_its_candidates_by_key(sqlite_url: str) -> None:
+    """The candidate scan ends at the cutoff (created index), and each candidate's pending
+    deliveries are looked up by event id: in seq order, or through the status index (SQLite's
+    choice without statistics), a run read every newer event or every pending delivery
+    (5,000 old events beside 100,000 pending deliveries: 1.4 s instead of 53 ms). SQLite only:
+    PostgreSQL plans by statistics, and on a table this small a scan is its honest choice."""
+    engine = create_engine(sqlite_url)
+    _estate(engine)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY stripe_events.created" in statement and not statement.startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        prune(engine, now_ns=NOW_NS)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert statements
+    for statement, parameters in statements:
+        plan = explain(engine, statement, parameters)
+        assert "ix_stripe_events_created" in plan, plan
+        assert not re.search(r"\bSCAN stripe_events\b", plan), plan
+        assert "status_next_attempt_ns" not in plan, plan
+        assert "(event_id=?)" in plan, plan
+    engine.dispose()
 
 
 def test_events_a_stream_has_not_published_stay(engine: sa.Engine) -> None:
