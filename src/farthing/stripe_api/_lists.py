@@ -3,7 +3,7 @@ filters in, ``{"object": "list", "url", "has_more", "data"}`` out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,7 +17,9 @@ __all__ = [
     "LIST_LIMIT_MAX",
     "CreatedFilter",
     "ListQuery",
+    "TableList",
     "list_envelope",
+    "list_table",
     "page_conditions",
     "paginate",
     "parse_list_query",
@@ -169,3 +171,62 @@ def paginate(  # noqa: PLR0913
     if backward:
         page.reverse()
     return list_envelope(url, [render(row) for row in page], has_more=len(rows) > query.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class TableList:
+    """A list read from one table that has ``seq``, ``id`` and ``created`` columns."""
+
+    table: sa.Table
+    # The rows a cursor may name: the caller's scope, deleted rows included (a cursor may
+    # outlive its object).
+    cursor_scope: tuple[sa.ColumnElement[bool], ...]
+    # The rows a page shows: the scope and the list's filters.
+    shown: tuple[sa.ColumnElement[bool], ...]
+    columns: tuple[sa.ColumnElement[Any], ...] = ()  # empty: every column
+
+    def seq_of(self, connection: sa.Connection, object_id: str) -> int | None:
+        seq = connection.execute(
+            sa.select(self.table.c.seq).where(*self.cursor_scope, self.table.c.id == object_id)
+        ).scalar_one_or_none()
+        return None if seq is None else int(seq)
+
+    def rows(
+        self,
+        connection: sa.Connection,
+        created: CreatedFilter,
+        before_seq: int | None,
+        after_seq: int | None,
+        count: int,
+    ) -> Sequence[sa.RowMapping]:
+        window, order = page_conditions(
+            self.table.c.seq,
+            self.table.c.created,
+            created,
+            before_seq=before_seq,
+            after_seq=after_seq,
+        )
+        select = sa.select(*(self.columns or (self.table,))).where(*self.shown, *window)
+        return connection.execute(select.order_by(order).limit(count)).mappings().all()
+
+
+def list_table(  # noqa: PLR0913
+    connection: sa.Connection,
+    listing: TableList,
+    query: ListQuery,
+    *,
+    url: str,
+    missing: Callable[[str], ApiError],
+    render: Callable[[sa.RowMapping], dict[str, Any]],
+) -> dict[str, Any]:
+    """One page of ``listing``, newest first (see `paginate`)."""
+    return paginate(
+        query,
+        url=url,
+        seq_of=lambda object_id: listing.seq_of(connection, object_id),
+        missing=missing,
+        fetch=lambda before_seq, after_seq, count: list(
+            listing.rows(connection, query.created, before_seq, after_seq, count)
+        ),
+        render=render,
+    )

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from farthing.db.schema import tenants
 from farthing.http._errors import ApiError
-from farthing.stripe_api._lists import ListQuery, page_conditions, paginate
+from farthing.stripe_api._lists import ListQuery, TableList, list_table
 from farthing.stripe_api._request import Partition
 
 __all__ = [
@@ -132,26 +132,14 @@ def list_objects(  # noqa: PLR0913
     conditions: Sequence[sa.ColumnElement[bool]] = (),
 ) -> dict[str, Any]:
     """One page of the scope's objects matching ``conditions``, newest first."""
-
-    def seq_of(object_id: str) -> int | None:
-        seq = connection.execute(
-            sa.select(table.c.seq).where(_in(table, scope), table.c.id == object_id)
-        ).scalar_one_or_none()
-        return None if seq is None else int(seq)
-
-    def fetch(before_seq: int | None, after_seq: int | None, count: int) -> list[ObjectRow]:
-        window, order = page_conditions(
-            table.c.seq, table.c.created, query.created, before_seq=before_seq, after_seq=after_seq
-        )
-        select = sa.select(table).where(_in(table, scope), *conditions, *window)
-        rows = connection.execute(select.order_by(order).limit(count)).mappings()
-        return [_decoded(row) for row in rows]
-
-    return paginate(
+    listing = TableList(
+        table=table, cursor_scope=(_in(table, scope),), shown=(_in(table, scope), *conditions)
+    )
+    return list_table(
+        connection,
+        listing,
         query,
         url=url,
-        seq_of=seq_of,
         missing=lambda object_id: missing(kind, object_id),
-        fetch=fetch,
-        render=render,
+        render=lambda row: render(_decoded(row)),
     )

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_accounts as accounts
 from farthing.db.schema import tenants
-from farthing.stripe_api._lists import CreatedFilter, page_conditions
+from farthing.stripe_api._lists import TableList
 from farthing.stripe_api._request import Partition
 
-__all__ = ["AccountRow", "insert", "list_page", "load", "load_top_level", "seq_of", "update"]
+__all__ = ["AccountRow", "decode", "insert", "listing", "load", "load_top_level", "update"]
 
 NS_PER_S = 10**9
 # How a top-level account (a merchant made with `farthing accounts create`) shows itself: it has
@@ -52,18 +51,18 @@ _COLUMNS = (
 )
 
 
-def _row(row: Any) -> AccountRow:
+def decode(row: sa.RowMapping) -> AccountRow:
     return AccountRow(
-        id=row.id,
-        created=row.created,
-        type=row.type,
-        country=row.country,
-        email=row.email,
-        default_currency=row.default_currency,
-        business_type=row.business_type,
-        charges_enabled=bool(row.charges_enabled),
-        payouts_enabled=bool(row.payouts_enabled),
-        metadata_=json.loads(row.metadata),
+        id=row["id"],
+        created=row["created"],
+        type=row["type"],
+        country=row["country"],
+        email=row["email"],
+        default_currency=row["default_currency"],
+        business_type=row["business_type"],
+        charges_enabled=bool(row["charges_enabled"]),
+        payouts_enabled=bool(row["payouts_enabled"]),
+        metadata_=json.loads(row["metadata"]),
     )
 
 
@@ -109,8 +108,12 @@ def load(
         _of_platform(scope), accounts.c.id == account_id, accounts.c.deleted.is_(False)
     )
     # FOR UPDATE before a change: concurrent changes wait, then see the row as it became.
-    row = connection.execute(query.with_for_update() if for_update else query).one_or_none()
-    return None if row is None else _row(row)
+    row = (
+        connection.execute(query.with_for_update() if for_update else query)
+        .mappings()
+        .one_or_none()
+    )
+    return None if row is None else decode(row)
 
 
 def load_top_level(connection: sa.Connection, tenant_id: str) -> AccountRow | None:
@@ -149,29 +152,11 @@ def update(connection: sa.Connection, scope: Partition, row: AccountRow, *, dele
     assert updated.rowcount == 1
 
 
-def seq_of(connection: sa.Connection, scope: Partition, account_id: str) -> int | None:
-    """The cursor position of an account, deleted or not (a cursor may outlive its object)."""
-    seq = connection.execute(
-        sa.select(accounts.c.seq).where(_owned_by(scope), accounts.c.id == account_id)
-    ).scalar_one_or_none()
-    return None if seq is None else int(seq)
-
-
-def list_page(  # noqa: PLR0913
-    connection: sa.Connection,
-    scope: Partition,
-    *,
-    created: CreatedFilter,
-    before_seq: int | None,
-    after_seq: int | None,
-    count: int,
-) -> list[AccountRow]:
-    """Up to `count` live connected accounts in query order (see customers' list_page)."""
-    window, order = page_conditions(
-        accounts.c.seq, accounts.c.created, created, before_seq=before_seq, after_seq=after_seq
+def listing(scope: Partition) -> TableList:
+    """Pages show the live connected accounts the scope owns; a cursor may name a deleted one."""
+    return TableList(
+        table=accounts,
+        cursor_scope=(_owned_by(scope),),
+        shown=(_owned_by(scope), accounts.c.deleted.is_(False)),
+        columns=_COLUMNS,
     )
-    conditions = [_owned_by(scope), accounts.c.deleted.is_(False), *window]
-    rows = connection.execute(
-        sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
-    ).all()
-    return [_row(row) for row in rows]

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from farthing.auth import Mode, create_connected_tenant
 from farthing.auth._keys import TENANT_NAME_LENGTH_MAX
 from farthing.http._errors import ApiError
-from farthing.stripe_api._lists import ListQuery, paginate
+from farthing.stripe_api._lists import ListQuery, list_table
 from farthing.stripe_api._params import merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.accounts import _repository as repository
@@ -138,18 +138,11 @@ def delete(connection: sa.Connection, scope: Partition, account_id: str) -> dict
 
 
 def list_accounts(connection: sa.Connection, scope: Partition, query: ListQuery) -> dict[str, Any]:
-    return paginate(
+    return list_table(
+        connection,
+        repository.listing(scope),
         query,
         url=LIST_URL,
-        seq_of=lambda cursor: repository.seq_of(connection, scope, cursor),
         missing=_missing_cursor,
-        fetch=lambda before_seq, after_seq, count: repository.list_page(
-            connection,
-            scope,
-            created=query.created,
-            before_seq=before_seq,
-            after_seq=after_seq,
-            count=count,
-        ),
-        render=account_object,
+        render=lambda row: account_object(repository.decode(row)),
     )

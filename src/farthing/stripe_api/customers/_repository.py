@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_customers as customers
-from farthing.stripe_api._lists import CreatedFilter, page_conditions
+from farthing.stripe_api._lists import TableList
 from farthing.stripe_api._request import Partition
 
-__all__ = ["CustomerRow", "insert", "list_page", "load", "seq_of", "update"]
+__all__ = ["CustomerRow", "decode", "insert", "listing", "load", "update"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +36,15 @@ _COLUMNS = (
 )
 
 
-def _row(row: Any) -> CustomerRow:
+def decode(row: sa.RowMapping) -> CustomerRow:
     return CustomerRow(
-        id=row.id,
-        created=row.created,
-        email=row.email,
-        name=row.name,
-        description=row.description,
-        phone=row.phone,
-        metadata_=json.loads(row.metadata),
+        id=row["id"],
+        created=row["created"],
+        email=row["email"],
+        name=row["name"],
+        description=row["description"],
+        phone=row["phone"],
+        metadata_=json.loads(row["metadata"]),
     )
 
 
@@ -77,8 +76,12 @@ def load(
         _in(scope), customers.c.id == customer_id, customers.c.deleted.is_(False)
     )
     # FOR UPDATE before a change: concurrent changes wait, then see the row as it became.
-    row = connection.execute(query.with_for_update() if for_update else query).one_or_none()
-    return None if row is None else _row(row)
+    row = (
+        connection.execute(query.with_for_update() if for_update else query)
+        .mappings()
+        .one_or_none()
+    )
+    return None if row is None else decode(row)
 
 
 def update(connection: sa.Connection, scope: Partition, row: CustomerRow, *, deleted: bool) -> None:
@@ -97,30 +100,11 @@ def update(connection: sa.Connection, scope: Partition, row: CustomerRow, *, del
     assert updated.rowcount == 1
 
 
-def seq_of(connection: sa.Connection, scope: Partition, customer_id: str) -> int | None:
-    """The cursor position of a customer, deleted or not (a cursor may outlive its object)."""
-    seq = connection.execute(
-        sa.select(customers.c.seq).where(_in(scope), customers.c.id == customer_id)
-    ).scalar_one_or_none()
-    return None if seq is None else int(seq)
-
-
-def list_page(  # noqa: PLR0913
-    connection: sa.Connection,
-    scope: Partition,
-    *,
-    created: CreatedFilter,
-    before_seq: int | None,
-    after_seq: int | None,
-    count: int,
-) -> list[CustomerRow]:
-    """Up to `count` live customers in query order: newest first, older than `before_seq` when
-    given; or, for ending_before, oldest first from just after `after_seq`."""
-    window, order = page_conditions(
-        customers.c.seq, customers.c.created, created, before_seq=before_seq, after_seq=after_seq
+def listing(scope: Partition) -> TableList:
+    """Pages show live customers; a cursor may name a deleted one."""
+    return TableList(
+        table=customers,
+        cursor_scope=(_in(scope),),
+        shown=(_in(scope), customers.c.deleted.is_(False)),
+        columns=_COLUMNS,
     )
-    conditions = [_in(scope), customers.c.deleted.is_(False), *window]
-    rows = connection.execute(
-        sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
-    ).all()
-    return [_row(row) for row in rows]

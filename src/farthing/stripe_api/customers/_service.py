@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._lists import ListQuery, paginate
+from farthing.stripe_api._lists import ListQuery, list_table
 from farthing.stripe_api._params import merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as repository
@@ -96,18 +96,11 @@ def delete(connection: sa.Connection, scope: Partition, customer_id: str) -> dic
 
 
 def list_customers(connection: sa.Connection, scope: Partition, query: ListQuery) -> dict[str, Any]:
-    return paginate(
+    return list_table(
+        connection,
+        repository.listing(scope),
         query,
         url=LIST_URL,
-        seq_of=lambda cursor: repository.seq_of(connection, scope, cursor),
         missing=_missing,
-        fetch=lambda before_seq, after_seq, count: repository.list_page(
-            connection,
-            scope,
-            created=query.created,
-            before_seq=before_seq,
-            after_seq=after_seq,
-            count=count,
-        ),
-        render=lambda row: customer_object(row, livemode=scope.livemode),
+        render=lambda row: customer_object(repository.decode(row), livemode=scope.livemode),
     )

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from farthing.db.schema import stripe_events as events
-from farthing.stripe_api._lists import page_conditions, paginate, parse_list_query
+from farthing.stripe_api._lists import TableList, list_table, parse_list_query
 from farthing.stripe_api._objects import missing
 from farthing.stripe_api._params import Reader, invalid
 from farthing.stripe_api._request import LIST_PARAMS, PREFIX, Partition, Scope, read_params
@@ -96,32 +96,16 @@ async def list_events(request: Request, scope: Scope) -> dict[str, Any]:
     if types:
         conditions.append(sa.or_(*(_condition(pattern) for pattern in types)))
 
+    listing = TableList(table=events, cursor_scope=(_in(scope),), shown=tuple(conditions))
+
     def read() -> dict[str, Any]:
         with request.app.state.engine.connect() as connection:
-
-            def seq_of(event_id: str) -> int | None:
-                found = connection.execute(
-                    sa.select(events.c.seq).where(_in(scope), events.c.id == event_id)
-                ).scalar_one_or_none()
-                return None if found is None else int(found)
-
-            def fetch(before: int | None, after: int | None, count: int) -> list[Any]:
-                window, order = page_conditions(
-                    events.c.seq,
-                    events.c.created,
-                    query.created,
-                    before_seq=before,
-                    after_seq=after,
-                )
-                select = sa.select(events).where(*conditions, *window).order_by(order).limit(count)
-                return list(connection.execute(select).mappings())
-
-            return paginate(
+            return list_table(
+                connection,
+                listing,
                 query,
                 url=LIST_URL,
-                seq_of=seq_of,
                 missing=lambda event_id: missing("event", event_id),
-                fetch=fetch,
                 render=lambda row: event_object(row, livemode=scope.livemode),
             )
 

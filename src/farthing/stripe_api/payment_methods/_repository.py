@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_payment_methods as methods
-from farthing.stripe_api._lists import CreatedFilter, page_conditions
+from farthing.stripe_api._lists import CreatedFilter, TableList
 from farthing.stripe_api._request import Partition
 
-__all__ = ["Filters", "PaymentMethodRow", "insert", "list_page", "load", "seq_of", "update"]
+__all__ = ["Filters", "PaymentMethodRow", "decode", "insert", "listing", "load", "update"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +52,8 @@ _COLUMNS = (
 )
 
 
-def _row(row: Any) -> PaymentMethodRow:
-    values = row._asdict()
+def decode(row: sa.RowMapping) -> PaymentMethodRow:
+    values = dict(row)
     values["metadata_"] = json.loads(values.pop("metadata"))
     return PaymentMethodRow(**values)
 
@@ -89,8 +88,12 @@ def load(
 ) -> PaymentMethodRow | None:
     query = sa.select(*_COLUMNS).where(_in(scope), methods.c.id == method_id)
     # FOR UPDATE before a change: concurrent changes wait, then see the row as it became.
-    row = connection.execute(query.with_for_update() if for_update else query).one_or_none()
-    return None if row is None else _row(row)
+    row = (
+        connection.execute(query.with_for_update() if for_update else query)
+        .mappings()
+        .one_or_none()
+    )
+    return None if row is None else decode(row)
 
 
 def sealed_number(
@@ -119,13 +122,6 @@ def update(connection: sa.Connection, scope: Partition, row: PaymentMethodRow) -
     assert updated.rowcount == 1
 
 
-def seq_of(connection: sa.Connection, scope: Partition, method_id: str) -> int | None:
-    seq = connection.execute(
-        sa.select(methods.c.seq).where(_in(scope), methods.c.id == method_id)
-    ).scalar_one_or_none()
-    return None if seq is None else int(seq)
-
-
 @dataclass(frozen=True, slots=True)
 class Filters:
     created: CreatedFilter
@@ -133,30 +129,12 @@ class Filters:
     type: str | None
 
 
-def list_page(  # noqa: PLR0913
-    connection: sa.Connection,
-    scope: Partition,
-    filters: Filters,
-    *,
-    before_seq: int | None,
-    after_seq: int | None,
-    count: int,
-) -> list[PaymentMethodRow]:
-    """Up to `count` rows, newest first before `before_seq`, or oldest first after `after_seq`."""
-    conditions = [_in(scope)]
+def listing(scope: Partition, filters: Filters) -> TableList:
+    shown = [_in(scope)]
     if filters.customer_id is not None:
-        conditions.append(methods.c.customer_id == filters.customer_id)
+        shown.append(methods.c.customer_id == filters.customer_id)
     if filters.type is not None:
-        conditions.append(methods.c.type == filters.type)
-    window, order = page_conditions(
-        methods.c.seq,
-        methods.c.created,
-        filters.created,
-        before_seq=before_seq,
-        after_seq=after_seq,
+        shown.append(methods.c.type == filters.type)
+    return TableList(
+        table=methods, cursor_scope=(_in(scope),), shown=tuple(shown), columns=_COLUMNS
     )
-    conditions.extend(window)
-    rows = connection.execute(
-        sa.select(*_COLUMNS).where(*conditions).order_by(order).limit(count)
-    ).all()
-    return [_row(row) for row in rows]

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._lists import ListQuery, paginate
+from farthing.stripe_api._lists import ListQuery, list_table
 from farthing.stripe_api._params import merge_metadata
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.customers import _repository as customers
@@ -239,13 +239,11 @@ def list_payment_methods(
             message=f"No such customer: '{filters.customer_id}'",
             param="customer",
         )
-    return paginate(
+    return list_table(
+        connection,
+        repository.listing(scope, filters),
         query,
         url=url,
-        seq_of=lambda cursor: repository.seq_of(connection, scope, cursor),
         missing=_missing,
-        fetch=lambda before_seq, after_seq, count: repository.list_page(
-            connection, scope, filters, before_seq=before_seq, after_seq=after_seq, count=count
-        ),
-        render=lambda row: payment_method_object(row, livemode=scope.livemode),
+        render=lambda row: payment_method_object(repository.decode(row), livemode=scope.livemode),
     )
