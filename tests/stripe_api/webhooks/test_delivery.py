@@ -1,6 +1,7 @@
 """The delivery worker against a real HTTP receiver on loopback: signed deliveries that
 stripe.Webhook.construct_event accepts, retries with backoff through an outage, abandonment after
-three days, the URL guard at delivery time, and two workers never sending one delivery twice."""
+three days, the URL guard at delivery time (on the very addresses the worker connects to), and two
+workers never sending one delivery twice."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import json
 import random
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from farthing.stripe_api.webhooks._delivery import (
     _record,
     _Result,
 )
+from farthing.stripe_api.webhooks._urls import ADDRESSES_MAX
 from farthing.vault import Vault
 from tests.http import conftest as http_conftest
 from tests.http.conftest import FARTHING, Server, poll_until, serving
@@ -41,17 +44,18 @@ HOUR_NS = 3600 * 10**9
 
 
 class Receiver:
-    """A webhook receiver: records every request, answers ``status``."""
+    """A webhook receiver: records every request (and its Host header), answers ``status``."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str | None = None) -> None:
         self.status = 200
         self.received: list[tuple[bytes, str]] = []
+        self.hosts: list[str] = []
         self.lock = threading.Lock()
         receiver = self
 
         # A path of its own: an earlier test's endpoint may name this port (the OS reuses
         # ports), and the deliveries still due to it must not count as this receiver's.
-        path = "/hooks/" + secrets.token_hex(8)
+        path = path or "/hooks/" + secrets.token_hex(8)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -65,6 +69,7 @@ class Receiver:
                     return
                 with receiver.lock:
                     receiver.received.append((body, self.headers["Stripe-Signature"]))
+                    receiver.hosts.append(self.headers["Host"])
                     status = receiver.status
                 self.send_response(status)
                 self.end_headers()
@@ -73,8 +78,24 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 del args
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self.path = path
+        self.url = f"http://{host}:{self.port}{path}"
+
+
+@contextlib.contextmanager
+def receiving(
+    host: str = "127.0.0.1", port: int = 0, path: str | None = None
+) -> Iterator[Receiver]:
+    started = Receiver(host, port, path)
+    thread = threading.Thread(target=started.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield started
+    finally:
+        started.server.shutdown()
+        started.server.server_close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -91,12 +112,8 @@ def hook_server(
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    started = Receiver()
-    thread = threading.Thread(target=started.server.serve_forever, daemon=True)
-    thread.start()
-    yield started
-    started.server.shutdown()
-    started.server.server_close()
+    with receiving() as started:
+        yield started
 
 
 def _endpoint(account: Account, receiver: Receiver) -> str:
@@ -415,3 +432,108 @@ def test_serve_can_run_the_worker_in_process(tmp_path: Path, receiver: Receiver)
         poll_until(lambda: len(receiver.received) > 0, deadline_s=30)
     event = stripe.Webhook.construct_event(*receiver.received[0], secret)
     assert event.data.object["id"] == customer.id
+
+
+HOOK_NAME = "hooks.farthing.test"  # Resolves nowhere: the tests answer its look-ups themselves.
+
+
+@contextlib.contextmanager
+def answering(answers: Callable[[int], list[str]]) -> Iterator[list[str]]:
+    """DNS for HOOK_NAME: its n-th look-up (from 0) gets ``answers(n)``; other names resolve as
+    usual. Yields the names looked up, in order."""
+    real = socket.getaddrinfo
+    looked_up: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        if host != HOOK_NAME:
+            return real(host, port, *args, **kwargs)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port or 0))
+            for address in answers(looked_up.count(HOOK_NAME) - 1)
+        ]
+
+    with mock.patch.object(socket, "getaddrinfo", getaddrinfo):
+        yield looked_up
+
+
+def _named_endpoint(account: Account, receiver: Receiver) -> None:
+    # Created through the server, whose DNS does not know the name: accepted, checked later.
+    account.test.v1.webhook_endpoints.create(
+        params={
+            "url": f"http://{HOOK_NAME}:{receiver.port}{receiver.path}",
+            "enabled_events": ["*"],
+        }
+    )
+
+
+def _attempt_errors(server: Server, account: Account) -> list[str | None]:
+    with server.engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(stripe_webhook_attempts.c.error).where(
+                    stripe_webhook_attempts.c.tenant_id == account.id
+                )
+            ).scalars()
+        )
+
+
+def test_a_delivery_connects_to_the_address_it_checked(hook_server: Server) -> None:
+    """DNS rebinding: the name answers an allowed address to the check, then another. The POST
+    must go to the checked one; an HTTP client that looked the name up again would not."""
+    with (
+        receiving("127.0.0.1") as checked,
+        receiving("127.0.0.2", checked.port, checked.path) as other,
+    ):
+        account = new_account(hook_server)
+        _named_endpoint(account, checked)
+        account.test.v1.customers.create(params={"name": "x"})
+        with answering(lambda n: ["127.0.0.1"] if n == 0 else ["127.0.0.2"]) as looked_up:
+            assert _deliver(hook_server) == 1
+    assert looked_up.count(HOOK_NAME) == 1
+    assert len(checked.received) == 1
+    assert other.received == []
+    assert checked.hosts == [f"{HOOK_NAME}:{checked.port}"]  # The name, as the receiver expects.
+    assert _statuses(hook_server, account) == ["succeeded"]
+
+
+def test_the_next_checked_address_is_tried_when_one_refuses(
+    hook_server: Server, receiver: Receiver
+) -> None:
+    account = new_account(hook_server)
+    _named_endpoint(account, receiver)
+    account.test.v1.customers.create(params={"name": "x"})
+    with answering(lambda n: ["127.0.0.3", "127.0.0.1"]):  # Nothing listens on 127.0.0.3.
+        assert _deliver(hook_server) == 1
+    assert len(receiver.received) == 1
+    assert _statuses(hook_server, account) == ["succeeded"]
+
+
+def test_a_forbidden_address_anywhere_in_the_answer_refuses(
+    hook_server: Server, receiver: Receiver
+) -> None:
+    account = new_account(hook_server)
+    _named_endpoint(account, receiver)
+    account.test.v1.customers.create(params={"name": "x"})
+    with answering(lambda n: ["93.184.216.34", "127.0.0.1"]):
+        assert _deliver(hook_server, loopback=False) == 1
+    assert receiver.received == []
+    (error,) = _attempt_errors(hook_server, account)
+    assert error is not None
+    assert "loopback" in error
+
+
+def test_a_name_with_more_addresses_than_can_be_checked_is_refused(
+    hook_server: Server, receiver: Receiver
+) -> None:
+    """Every address is checked, and any could be connected to: a longer answer is refused, not
+    cut short (the 17th address could be an internal one)."""
+    account = new_account(hook_server)
+    _named_endpoint(account, receiver)
+    account.test.v1.customers.create(params={"name": "x"})
+    with answering(lambda n: [f"127.0.0.{i}" for i in range(2, 2 + ADDRESSES_MAX)] + ["127.0.0.1"]):
+        assert _deliver(hook_server) == 1
+    assert receiver.received == []
+    (error,) = _attempt_errors(hook_server, account)
+    assert error is not None
+    assert f"more than {ADDRESSES_MAX} addresses" in error

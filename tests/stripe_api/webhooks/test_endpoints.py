@@ -18,6 +18,7 @@ from farthing.db.schema import (
     stripe_webhook_endpoints,
 )
 from farthing.stripe_api.webhooks import signature_header
+from farthing.stripe_api.webhooks._urls import pinned
 from tests.http.conftest import Server
 from tests.stripe_api.conftest import Account
 
@@ -79,6 +80,11 @@ def test_update_list_delete(account: Account) -> None:
         "http://0.0.0.0/hook",
         "http://[::ffff:127.0.0.1]/hook",
         "http://[fe80::1]/hook",
+        "http://[2002:7f00:1::1]/hook",  # 6to4 wrapping 127.0.0.1
+        "http://[2002:a9fe:a9fe::1]/hook",  # 6to4 wrapping 169.254.169.254
+        "http://[64:ff9b:1::a00:7]/hook",  # local-use NAT64
+        "http://[fec0::1]/hook",  # site-local
+        "http://192.88.99.1/hook",  # 6to4 relay anycast
         "ftp://93.184.216.34/hook",
         "https://user:pass@93.184.216.34/hook",
         "/relative",
@@ -149,3 +155,25 @@ def test_an_idempotent_replay_does_not_keep_the_secret(v1_server: Server, accoun
     with v1_server.engine.connect() as connection:
         stored = connection.execute(sa.select(stripe_idempotency_keys.c.body)).scalars().all()
     assert all(first.secret not in (body or "") for body in stored)
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "sent_to", "host", "sni"),
+    [
+        ("https://hooks.example.com/a?b=1", "93.184.216.34", "https://93.184.216.34/a?b=1",
+         "hooks.example.com", "hooks.example.com"),
+        ("http://hooks.example.com:8080/a", "2606:2800:220:1::1",
+         "http://[2606:2800:220:1::1]:8080/a", "hooks.example.com:8080", None),
+        ("https://bücher.example:8443/", "93.184.216.34", "https://93.184.216.34:8443/",
+         "xn--bcher-kva.example:8443", "xn--bcher-kva.example"),
+    ],
+)  # fmt: skip
+def test_a_pinned_request_keeps_the_name_for_host_and_tls(
+    url: str, address: str, sent_to: str, host: str, sni: str | None
+) -> None:
+    """The worker connects to the checked address; the receiver still sees its name in the Host
+    header, and TLS sends it as SNI and checks the certificate against it."""
+    request = pinned(url, address)
+    assert str(request.url) == sent_to
+    assert request.host_header == host
+    assert request.extensions.get("sni_hostname") == sni

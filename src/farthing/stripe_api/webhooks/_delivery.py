@@ -28,14 +28,15 @@ from farthing.http._errors import ApiError
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.webhooks._service import secret_aad
 from farthing.stripe_api.webhooks._signing import signature_header
-from farthing.stripe_api.webhooks._urls import check_url
+from farthing.stripe_api.webhooks._urls import check_url, pinned
 from farthing.vault import Vault
 
 __all__ = ["ATTEMPT_TIMEOUT_S", "RETRY_WINDOW_NS", "deliver_due"]
 
 ATTEMPT_TIMEOUT_S = 10  # Per phase (connect, write, read, pool), as httpx counts it.
-# The longest an attempt can take: every phase at its limit.
-ATTEMPT_DURATION_MAX_S = 4 * ATTEMPT_TIMEOUT_S
+# The longest an attempt can take: every phase at its limit, and one more connect, for the next
+# address is tried only while less than one timeout has passed.
+ATTEMPT_DURATION_MAX_S = 5 * ATTEMPT_TIMEOUT_S
 RETRY_WINDOW_NS = 3 * 24 * 3600 * 10**9
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 6 * 3600
@@ -130,7 +131,7 @@ def _send(claim: _Claim, client: httpx.Client, *, allow_loopback: bool) -> _Resu
     started = time.monotonic()
     try:
         # Checked again at delivery, on what the name resolves to now (DNS may have changed).
-        check_url(
+        addresses = check_url(
             claim.url,
             livemode=claim.scope.livemode,
             allow_loopback=allow_loopback,
@@ -139,16 +140,34 @@ def _send(claim: _Claim, client: httpx.Client, *, allow_loopback: bool) -> _Resu
         header = signature_header(
             claim.secrets, timestamp_s=int(time.time()), payload=claim.payload
         )
-        response = client.post(
-            claim.url,
-            content=claim.payload,
-            headers={"Content-Type": "application/json", "Stripe-Signature": header},
-        )
+        response = _post(client, claim, addresses, header, started)
     except (httpx.HTTPError, ApiError) as error:
         elapsed = int((time.monotonic() - started) * 1000)
         return _Result(None, None, f"{type(error).__name__}: {error}"[:ERROR_CHARS_MAX], elapsed)
     elapsed = int((time.monotonic() - started) * 1000)
     return _Result(response.status_code, response.text[:RESPONSE_BODY_CHARS_MAX], None, elapsed)
+
+
+def _post(
+    client: httpx.Client, claim: _Claim, addresses: tuple[str, ...], header: str, started: float
+) -> httpx.Response:
+    """POST to the checked addresses in turn, the next only if one refuses the connection early."""
+    for index, address in enumerate(addresses):
+        request = pinned(claim.url, address)
+        headers = {
+            "Host": request.host_header,
+            "Content-Type": "application/json",
+            "Stripe-Signature": header,
+        }
+        try:
+            return client.post(
+                request.url, content=claim.payload, headers=headers, extensions=request.extensions
+            )
+        except httpx.ConnectError:
+            late = time.monotonic() - started >= ATTEMPT_TIMEOUT_S
+            if late or index == len(addresses) - 1:
+                raise
+    raise AssertionError("check_url(must_resolve=True) returns at least one address")
 
 
 def _record(
@@ -204,7 +223,15 @@ def deliver_due(
         _record(engine, claim, result, at_ns if now_ns is not None else time.time_ns(), rng)
 
     with (
-        httpx.Client(timeout=ATTEMPT_TIMEOUT_S, follow_redirects=False) as client,
+        # No kept-alive connections: the pool knows a connection by address alone, and one made
+        # for another endpoint's name (its TLS certificate) must never carry this one's events.
+        # No proxy from the environment: the connection goes to the address checked.
+        httpx.Client(
+            timeout=ATTEMPT_TIMEOUT_S,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ) as client,
         ThreadPoolExecutor(min(SENDERS_MAX, len(claims))) as pool,
     ):
         list(pool.map(attempt, claims))

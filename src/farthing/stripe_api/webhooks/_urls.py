@@ -3,26 +3,37 @@
 Live mode: https only. Test mode: http allowed too. Never to loopback, private, link-local
 (cloud metadata at 169.254.169.254), shared, multicast, reserved or unspecified addresses — except
 loopback in test mode when FARTHING_WEBHOOK_ALLOW_LOOPBACK=1 (the test suite's receivers). Checked
-at creation and again at delivery, on the addresses the name resolves to then.
+at creation and again at delivery, on every address the name resolves to then; a delivery then
+connects to one of exactly those addresses (`pinned`), for a second look-up by the HTTP client
+could answer otherwise (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import httpx
 
 from farthing.stripe_api._params import invalid
 
-__all__ = ["URL_LENGTH_MAX", "check_url", "forbidden_address"]
+__all__ = ["URL_LENGTH_MAX", "PinnedRequest", "check_url", "forbidden_address", "pinned"]
 
 URL_LENGTH_MAX = 2048
+# A name with more addresses is refused: each one is checked, and any may be connected to.
 ADDRESSES_MAX = 16
-# Ranges the ipaddress flags do not all cover: carrier-grade NAT, IPv4-mapped IPv6.
+# Ranges the ipaddress flags do not all cover: carrier-grade NAT, IPv6 forms that carry an IPv4
+# address (mapped, NAT64, 6to4), site-local IPv6 and the old 6to4 relay anycast.
 _EXTRA_FORBIDDEN = (
     ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("192.88.99.0/24"),
     ipaddress.ip_network("::ffff:0:0/96"),
     ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("2002::/16"),
+    ipaddress.ip_network("fec0::/10"),
 )
 
 
@@ -45,21 +56,27 @@ def forbidden_address(text: str, *, allow_loopback: bool) -> str | None:
     return None
 
 
-def _addresses(host: str) -> list[str]:
+def _addresses(host: str) -> tuple[str, ...]:
     try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
+        return (str(ipaddress.ip_address(host.strip("[]"))),)
     except ValueError:
         pass
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
-        return []
-    return [str(info[4][0]) for info in infos[:ADDRESSES_MAX]]
+        return ()
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if len(addresses) > ADDRESSES_MAX:
+        raise invalid(f"url's host resolves to more than {ADDRESSES_MAX} addresses.", "url")
+    return addresses
 
 
-def check_url(url: str, *, livemode: bool, allow_loopback: bool, must_resolve: bool) -> None:
-    """400 ``url_invalid`` unless webhooks may go to ``url``. ``must_resolve``: at delivery a
-    name that resolves to nothing is refused; at creation it is accepted and checked later."""
+def check_url(
+    url: str, *, livemode: bool, allow_loopback: bool, must_resolve: bool
+) -> tuple[str, ...]:
+    """The addresses ``url``'s host resolves to now, every one of them allowed; else 400
+    ``url_invalid``. ``must_resolve``: at delivery a name that resolves to nothing is refused;
+    at creation it is accepted and checked later."""
     if len(url) > URL_LENGTH_MAX:
         raise invalid(f"url has at most {URL_LENGTH_MAX} characters.", "url")
     try:
@@ -85,3 +102,28 @@ def check_url(url: str, *, livemode: bool, allow_loopback: bool, must_resolve: b
             raise invalid(
                 f"url resolves to a {reason} address, which cannot receive webhooks.", "url"
             )
+    return addresses
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedRequest:
+    """A request to ``url`` that connects to one checked address and no other."""
+
+    url: httpx.URL
+    host_header: str
+    extensions: dict[str, str]
+
+
+def pinned(url: str, address: str) -> PinnedRequest:
+    """``url`` with its host replaced by ``address``: the client connects there without a look-up
+    of its own. The Host header keeps the name, and so does TLS (SNI and the certificate check)."""
+    original = httpx.URL(url)
+    name = original.raw_host.decode("ascii")  # IDNA-encoded, as TLS wants it.
+    assert name
+    extensions = {"sni_hostname": name} if original.scheme == "https" else {}
+    return PinnedRequest(
+        # No zone suffix: link-local addresses, the only ones that need one, are refused.
+        url=original.copy_with(host=address.split("%", maxsplit=1)[0]),
+        host_header=original.netloc.decode("ascii"),
+        extensions=extensions,
+    )
