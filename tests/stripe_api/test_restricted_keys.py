@@ -1,10 +1,11 @@
 """Restricted keys (rk_...) against the real server with the official SDK: each /v1 resource is
-read or written only with that permission, Stripe's 403 makes the SDK raise PermissionError, and
-the native ledger API refuses them."""
+read or written only with that permission, expand[] included, Stripe's 403 makes the SDK raise
+PermissionError, and the native ledger API refuses them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import httpx
 import pytest
@@ -75,6 +76,55 @@ def test_other_resources_are_denied(v1_server: Server, account: Account) -> None
         _assert_denied(raised, secret)
     both = sdk(v1_server, _restricted(v1_server, account, payment_methods="read"))
     assert both.v1.customers.payment_methods.list(customer.id).data == []
+
+
+def test_expand_needs_read_permission_on_what_it_expands(
+    v1_server: Server, account: Account
+) -> None:
+    """An expanded object is read as if retrieved: a key that may not retrieve a customer may not
+    have one expanded into a payment intent either, nor a charge, nor a balance transaction."""
+    customer = account.test.v1.customers.create(params={"email": "ada@example.com"})
+    intent = account.test.v1.payment_intents.create(
+        params={
+            "amount": 700,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+    intents_only = sdk(v1_server, _restricted(v1_server, account, payment_intents="read"))
+    for expand in (
+        ["customer"],
+        ["payment_method"],
+        ["latest_charge"],
+        ["latest_charge.balance_transaction"],
+    ):
+        with pytest.raises(stripe.PermissionError) as raised:
+            intents_only.v1.payment_intents.retrieve(intent.id, params={"expand": expand})
+        assert (raised.value.json_body or {})["error"]["code"] == "insufficient_permissions"
+        assert "ada@example.com" not in str(raised.value.http_body)
+    with pytest.raises(stripe.PermissionError):
+        intents_only.v1.payment_intents.list(params={"expand": ["data.customer"]})
+    assert intents_only.v1.payment_intents.retrieve(intent.id).customer == customer.id
+
+    granted = _restricted(
+        v1_server, account, payment_intents="read", customers="read", charges="read"
+    )
+    reader = sdk(v1_server, granted)
+    expanded = reader.v1.payment_intents.retrieve(
+        intent.id, params={"expand": ["customer", "latest_charge"]}
+    )
+    assert cast("stripe.Customer", expanded.customer).email == "ada@example.com"
+    # One level further needs one permission more.
+    with pytest.raises(stripe.PermissionError) as deeper:
+        reader.v1.payment_intents.retrieve(
+            intent.id, params={"expand": ["latest_charge.balance_transaction"]}
+        )
+    assert "'balance_transactions' read permission" in str(deeper.value.user_message)
+    charge_id = cast("stripe.Charge", expanded.latest_charge).id
+    with pytest.raises(stripe.PermissionError):
+        reader.v1.charges.retrieve(charge_id, params={"expand": ["balance_transaction"]})
 
 
 def test_accounts_need_accounts_write(v1_server: Server, account: Account) -> None:

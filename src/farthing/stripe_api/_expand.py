@@ -1,8 +1,9 @@
 """``expand[]``: replace an id field of a response by the object it names, in the same scope.
 
-Packages register a loader per field name (``customer``, ``latest_charge``...); a dotted path
-(``latest_charge.balance_transaction``) expands level by level. An unknown field is a 400, as
-with Stripe; an id that no longer resolves stays an id.
+Packages register a loader per field name (``customer``, ``latest_charge``...) with the resource
+it reads; a dotted path (``latest_charge.balance_transaction``) expands level by level. An
+unknown field is a 400, as with Stripe; an id that no longer resolves stays an id. A restricted
+key needs read permission on every resource it expands, as if it had retrieved each one (403).
 """
 
 from __future__ import annotations
@@ -12,18 +13,32 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from farthing.auth import RESOURCES
+from farthing.http._errors import ApiError
 from farthing.stripe_api._params import invalid
 from farthing.stripe_api._request import Partition
 
 __all__ = ["Loader", "expand", "list_paths", "register"]
 
 Loader = Callable[[sa.Connection, Partition, str], dict[str, Any] | None]
-_LOADERS: dict[str, Loader] = {}
+_LOADERS: dict[str, tuple[str, Loader]] = {}
 
 
-def register(field: str, loader: Loader) -> None:
+def register(field: str, loader: Loader, *, resource: str) -> None:
     assert field not in _LOADERS, field
-    _LOADERS[field] = loader
+    assert resource in RESOURCES, resource
+    _LOADERS[field] = (resource, loader)
+
+
+def _denied(resource: str, path: str) -> ApiError:
+    return ApiError(
+        403,
+        type_="invalid_request_error",
+        code="insufficient_permissions",
+        message=f"The provided key does not have the required permissions to expand {path}. "
+        f"Having the '{resource}' read permission would allow this request to continue.",
+        param="expand",
+    )
 
 
 def expand(
@@ -42,9 +57,12 @@ def _expand_path(
     path: str,
 ) -> None:
     field, rest = parts[0], parts[1:]
-    loader = _LOADERS.get(field)
-    if field not in obj or loader is None:
+    registered = _LOADERS.get(field)
+    if field not in obj or registered is None:
         raise invalid(f"This property cannot be expanded ({path}).", "expand")
+    resource, loader = registered
+    if not scope.may_read(resource):
+        raise _denied(resource, path)
     value = obj[field]
     if isinstance(value, str):
         loaded = loader(connection, scope, value)

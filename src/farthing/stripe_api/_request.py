@@ -61,20 +61,36 @@ class Partition:
     """The partition every /v1 query is confined to: one tenant in one mode.
 
     ``platform_id`` is the top-level account whose payments ledger holds the tenant's money: the
-    tenant itself, or for a connected account its platform.
+    tenant itself, or for a connected account its platform. ``readable``: the resources a
+    restricted key may read, which ``expand[]`` checks too (None: a key that may read every one).
     """
 
     tenant_id: str
     mode: str
     platform_id: str
+    readable: frozenset[str] | None = None
 
     @classmethod
     def of(cls, key: ApiKey) -> Partition:
-        return cls(tenant_id=key.tenant_id, mode=key.mode.value, platform_id=key.tenant_id)
+        return cls(
+            tenant_id=key.tenant_id,
+            mode=key.mode.value,
+            platform_id=key.tenant_id,
+            readable=_readable(key),
+        )
 
     @property
     def livemode(self) -> bool:
         return self.mode == "live"
+
+    def may_read(self, resource: str) -> bool:
+        return self.readable is None or resource in self.readable
+
+
+def _readable(key: ApiKey) -> frozenset[str] | None:
+    if not key.restricted:
+        return None
+    return frozenset(resource for resource in RESOURCES if key.permits(resource, "read"))
 
 
 def resource_of(path_format: str) -> str | None:
@@ -135,7 +151,12 @@ def _acting_as(engine: sa.Engine, key: ApiKey, account_id: str) -> Partition:
         ).scalar_one_or_none()
     if found is None:
         raise _no_access(key, account_id)
-    return Partition(tenant_id=account_id, mode=key.mode.value, platform_id=key.tenant_id)
+    return Partition(
+        tenant_id=account_id,
+        mode=key.mode.value,
+        platform_id=key.tenant_id,
+        readable=_readable(key),
+    )
 
 
 def engine_of(request: Request) -> sa.Engine:

@@ -53,9 +53,9 @@ def _payment_method(
     return None if row is None else payment_method_object(row, livemode=scope.livemode)
 
 
-register("balance_transaction", _transaction)
-register("customer", _customer)
-register("payment_method", _payment_method)
+register("balance_transaction", _transaction, resource="balance_transactions")
+register("customer", _customer, resource="customers")
+register("payment_method", _payment_method, resource="payment_methods")
 
 
 @router.get("/balance", responses=_ERRORS)

@@ -41,8 +41,8 @@ def load_charge(
     return None if row is None else charge_object(row, livemode=scope.livemode)
 
 
-register("latest_charge", load_charge)
-register("charge", load_charge)
+register("latest_charge", load_charge, resource="charges")
+register("charge", load_charge, resource="charges")
 
 
 @router.get("/charges/{charge_id}", responses=_ERRORS)

@@ -56,7 +56,7 @@ def _load(connection: sa.Connection, scope: Partition, intent_id: str) -> dict[s
     return None if row is None else intent_object(row, livemode=scope.livemode)
 
 
-register("payment_intent", _load)
+register("payment_intent", _load, resource="payment_intents")
 
 
 async def write(  # noqa: PLR0913 - keyword-only options
