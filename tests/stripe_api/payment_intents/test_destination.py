@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
 import stripe
 
-from farthing.db.schema import stripe_accounts, tenants
+from farthing.db.schema import stripe_accounts, stripe_balance_transactions, tenants
 from farthing.stripe_api._request import Partition
 from tests.http.conftest import Server
 from tests.stripe_api.conftest import Account, assert_consistent, scope_of
 from tests.stripe_api.payment_intents.test_payment_intents import _balance, _fee
+
+# Two platform transactions each (the transfer line, then the charge): more than 500 in all, the
+# batch an earlier settlement cut at, which split a pair.
+DESTINATION_CHARGES = 260
 
 
 def _connected(server: Server, platform: Account) -> str:
@@ -68,3 +74,53 @@ def test_destination_must_be_own_connected_account(v1_server: Server, account: A
         )
     assert refused.value.param == "transfer_data[destination]"
     assert_consistent(v1_server, scope_of(account))
+
+
+def test_everything_due_settles_together(v1_server: Server, account: Account) -> None:
+    """More due transactions than any batch: a destination charge's transfer line (recorded
+    before its charge line) and the charge must settle in one go, or the settlement takes the
+    transfer line's amount from an available balance that does not have it."""
+    seller = _connected(v1_server, account)
+    first = account.test.v1.payment_intents.create(
+        params={"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert first.status == "succeeded"
+
+    def destination_charge(_: int) -> str:
+        # The application fee pays exactly Farthing's fee: each charge nets the platform 0.
+        return account.test.v1.payment_intents.create(
+            params={
+                "amount": 1_000,
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+                "application_fee_amount": _fee(1_000),
+                "transfer_data": {"destination": seller},
+            }
+        ).status
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(destination_charge, range(DESTINATION_CHARGES))) == {"succeeded"}
+    platform, seller_scope = scope_of(account), Partition(seller, "test", account.id)
+    assert _balance(account) == (0, 100 - _fee(100))
+    with v1_server.engine.begin() as connection:
+        # Time passes: every pending transaction of both accounts comes due.
+        connection.execute(
+            stripe_balance_transactions.update()
+            .where(stripe_balance_transactions.c.tenant_id.in_([account.id, seller]))
+            .values(available_on=stripe_balance_transactions.c.available_on - 10**6)
+        )
+    assert _balance(account) == (100 - _fee(100), 0)
+    assert_consistent(v1_server, platform, seller_scope)
+    with v1_server.engine.connect() as connection:
+        statuses = connection.execute(
+            sa.select(stripe_balance_transactions.c.status)
+            .where(stripe_balance_transactions.c.tenant_id == account.id)
+            .distinct()
+        ).scalars()
+        assert set(statuses) == {"available"}
+    later = account.test.v1.payment_intents.create(
+        params={"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert later.status == "succeeded"
+    assert_consistent(v1_server, platform, seller_scope)

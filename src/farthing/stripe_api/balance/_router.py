@@ -20,7 +20,12 @@ from farthing.stripe_api.customers._schemas import customer_object
 from farthing.stripe_api.payment_intents import write
 from farthing.stripe_api.payment_methods import _repository as payment_methods
 from farthing.stripe_api.payment_methods._schemas import payment_method_object
-from farthing.stripe_api.payments import balance_object, balance_transaction_object, settle_due
+from farthing.stripe_api.payments import (
+    balance_object,
+    balance_transaction_object,
+    require_done,
+    settle_due,
+)
 
 __all__ = ["router"]
 
@@ -66,7 +71,8 @@ async def retrieve_balance(request: Request, scope: Scope) -> JSONResponse:
         # Funds whose moment has come become available as the balance is read.
         movement = ctx.payments.ledger.movement(ctx.connection, scope)
         settle_due(ctx.connection, movement, scope, now_s=ctx.now_s)
-        movement.post(ctx.connection)
+        # A refusal rolls the marking back too: nothing may say available that the ledger does not.
+        require_done(movement.post(ctx.connection), message="The balance could not be settled.")
         return 200, balance_object(ctx.connection, ctx.payments.ledger, scope)
 
     return await write(request, scope, {}, step, idempotent=False)

@@ -44,8 +44,6 @@ __all__ = [
     "settle_due",
 ]
 
-# Transactions settled per effect; the rest settle in the next one.
-SETTLE_BATCH_MAX = 500
 CURRENCIES_PER_ACCOUNT_MAX = 50
 _SOURCE_TYPE = "card"
 
@@ -120,28 +118,38 @@ def _encode_fee_details(entry: BalanceEntry) -> str:
 
 def settle_due(
     connection: sa.Connection, movement: Movement, scope: Partition, *, now_s: int
-) -> list[str]:
+) -> None:
     """Add settlement transfers for the scope's due pending transactions to ``movement`` and mark
-    them available (the caller posts the movement in the same transaction)."""
-    due = objects.load_many(
-        connection,
-        transactions,
-        scope,
-        transactions.c.status == "pending",
-        transactions.c.available_on <= now_s,
-        limit=SETTLE_BATCH_MAX,
-        for_update=True,
+    them available (the caller posts the movement in the same transaction).
+
+    All of them or none: the transactions of one charge (its refunds, a destination charge's
+    transfer line) share its ``available_on`` but not its place in any order, and only together
+    is their net never negative. A cut between them would settle a charge's net and leave its
+    refund to take back from an available balance that a payout may have emptied meanwhile.
+    One statement marks them, returning three numbers each; how many there are is bounded by
+    what came due since the scope's last write."""
+    due = (
+        transactions.update()
+        .where(
+            transactions.c.tenant_id == scope.tenant_id,
+            transactions.c.mode == scope.mode,
+            transactions.c.status == "pending",
+            transactions.c.available_on <= now_s,
+        )
+        .values(status="available")
+        .returning(transactions.c.currency, transactions.c.net, transactions.c.seq)
     )
-    # One transfer per currency for the sum of the due nets: settling them one by one could
-    # take a charge's net out of pending before a destination transfer's debit is put back.
-    totals: dict[str, tuple[int, str]] = {}
-    for row in due:
-        total, first_id = totals.get(row["currency"], (0, row["id"]))
-        totals[row["currency"]] = (total + row["net"], first_id)
-        objects.update(connection, transactions, scope, row["id"], status="available")
-    for currency, (total, first_id) in totals.items():
+    # On PostgreSQL the update locks each row; a concurrent settlement waits, then skips it.
+    totals: dict[str, tuple[int, int]] = {}
+    for currency, net, seq in connection.execute(due):
+        total, first_seq = totals.get(currency, (0, seq))
+        totals[currency] = (total + net, min(first_seq, seq))
+    for currency, (total, first_seq) in sorted(totals.items()):
+        first_id = connection.execute(
+            sa.select(transactions.c.id).where(transactions.c.seq == first_seq)
+        ).scalar_one()
         _settle(movement, scope, currency, total, f"{first_id}.settle")
-    if due:
+    if totals:
         movement.after_post.append(
             lambda connection: emit(
                 connection,
@@ -150,7 +158,6 @@ def settle_due(
                 balance_object(connection, movement.ledger, scope),
             )
         )
-    return [row["id"] for row in due]
 
 
 def _settle(
