@@ -513,7 +513,11 @@ INTENT_ROUTES: dict[Route, tuple[Probe, ...]] = {
         ),
         Probe(
             REFUSED,
-            form=combined(AMOUNT, victim(**{"transfer_data[destination]": "connected_account"})),
+            form=combined(
+                AMOUNT,
+                fixed(application_fee_amount="50"),  # Pays Farthing's fee on 100 (33).
+                victim(**{"transfer_data[destination]": "connected_account"}),
+            ),
             ref="transfer_data[destination]",
         ),
     ),

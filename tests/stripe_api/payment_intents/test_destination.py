@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -124,3 +125,54 @@ def test_everything_due_settles_together(v1_server: Server, account: Account) ->
     )
     assert later.status == "succeeded"
     assert_consistent(v1_server, platform, seller_scope)
+
+
+@pytest.mark.parametrize("application_fee", [None, 0, 59 - 1])
+def test_an_application_fee_below_farthings_fee_is_refused_up_front(
+    v1_server: Server, account: Account, application_fee: int | None
+) -> None:
+    """The platform pays Farthing's fee out of the application fee; less would leave it owing,
+    so the intent is refused when made, before any card is asked."""
+    seller = _connected(v1_server, account)
+    assert _fee(1_000) == 59
+    params: dict[str, Any] = {
+        "amount": 1_000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
+        "transfer_data": {"destination": seller},
+    }  # fmt: skip
+    if application_fee is not None:
+        params["application_fee_amount"] = application_fee
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        account.test.v1.payment_intents.create(params=cast("Any", params))
+    assert refused.value.param == "application_fee_amount"
+    assert account.test.v1.payment_intents.list().data == []
+    assert_consistent(v1_server, scope_of(account))
+
+
+def test_the_application_fee_never_exceeds_what_is_charged(
+    v1_server: Server, account: Account
+) -> None:
+    seller = _connected(v1_server, account)
+    params: dict[str, Any] = {
+        "amount": 5_000, "currency": "usd", "payment_method": "pm_card_visa",
+        "capture_method": "manual", "application_fee_amount": 4_000,
+        "transfer_data": {"destination": seller},
+    }  # fmt: skip
+    intent = account.test.v1.payment_intents.create(params=cast("Any", params))
+    with pytest.raises(stripe.InvalidRequestError) as lowered:
+        account.test.v1.payment_intents.update(intent.id, params={"amount": 1_000})
+    assert lowered.value.param == "amount"
+    assert account.test.v1.payment_intents.retrieve(intent.id).amount == 5_000
+    held = account.test.v1.payment_intents.confirm(intent.id)
+    assert held.status == "requires_capture"
+    with pytest.raises(stripe.InvalidRequestError) as short:
+        account.test.v1.payment_intents.capture(intent.id, params={"amount_to_capture": 3_999})
+    assert short.value.param == "amount_to_capture"
+    assert account.test.v1.payment_intents.retrieve(intent.id).status == "requires_capture"
+    captured = account.test.v1.payment_intents.capture(
+        intent.id, params={"amount_to_capture": 4_500}
+    )
+    assert captured.status == "succeeded"
+    seller_scope = Partition(seller, "test", account.id)
+    transfers = account.test.v1.transfers.list(params={"destination": seller}).data
+    assert [t.amount for t in transfers] == [500]
+    assert_consistent(v1_server, scope_of(account), seller_scope)

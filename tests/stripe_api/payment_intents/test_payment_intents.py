@@ -198,6 +198,34 @@ def test_three_d_secure_failed(v1_server: Server, account: Account) -> None:
     assert_consistent(v1_server, scope_of(account))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"amount": 99_999_999}, {"currency": "jpy"}, {"capture_method": "manual"}],
+)
+def test_changing_the_terms_voids_the_challenge(
+    v1_server: Server, account: Account, change: dict[str, Any]
+) -> None:
+    """A challenge approves the payment the cardholder was shown, not one changed since."""
+    intent = _pay(account, "pm_card_threeDSecure2Required", amount=1_000)
+    url = _challenge(intent)
+    changed = account.test.v1.payment_intents.update(intent.id, params=cast("Any", change))
+    assert changed.status == "requires_confirmation"
+    assert changed.next_action is None
+    token = httpx.URL(url).params["token"]
+    answer = httpx.post(url.split("?")[0], data={"token": token, "result": "approve"}, timeout=30)
+    assert answer.status_code == 404
+    assert account.test.v1.payment_intents.retrieve(intent.id).status == "requires_confirmation"
+    assert account.test.v1.charges.list(params={"payment_intent": intent.id}).data == []
+    assert _balance(account) == (0, 0)
+    # Unchanged terms keep the challenge.
+    again = _pay(account, "pm_card_threeDSecure2Required", amount=1_000)
+    kept = account.test.v1.payment_intents.update(
+        again.id, params={"amount": 1_000, "metadata": {"order": "7"}}
+    )
+    assert kept.status == "requires_action"
+    assert_consistent(v1_server, scope_of(account))
+
+
 def test_concurrent_challenge_answers_count_once(v1_server: Server, account: Account) -> None:
     """A double click, or approve and fail sent together: one answer counts, the others find
     the challenge gone (404), and none is a 500."""

@@ -195,6 +195,31 @@ def _resolve_method(ctx: Context, method_id: str | None, customer_id: str | None
     return method.id
 
 
+def _check_application_fee(
+    ctx: Context, row: objects.ObjectRow, amount: int, *, param: str
+) -> None:
+    """A destination charge of ``amount``: its application fee may not exceed the amount, and
+    must pay Farthing's fee on it, for the platform's share is the application fee less that fee
+    and no balance may go below zero (a platform that kept less would owe the difference)."""
+    if row["transfer_destination"] is None:
+        return
+    application_fee = row["application_fee_amount"] or 0
+    processing_fee = ctx.payments.settings.price(row["currency"]).fee_for(amount)
+    if application_fee > amount:
+        raise invalid(
+            f"application_fee_amount ({application_fee}) cannot be larger than the amount "
+            f"charged ({amount}).",
+            param,
+        )
+    if application_fee < processing_fee:
+        raise invalid(
+            f"application_fee_amount ({application_fee}) must cover Farthing's fee on this "
+            f"charge ({processing_fee} {row['currency']}): the platform pays it from the "
+            "application fee, and no balance may go below zero.",
+            param,
+        )
+
+
 def create(ctx: Context, fields: IntentFields) -> Outcome:
     assert fields.amount is not None
     assert fields.currency is not None
@@ -222,6 +247,7 @@ def create(ctx: Context, fields: IntentFields) -> Outcome:
         "application_fee_amount": fields.application_fee_amount,
         "transfer_group": fields.transfer_group,
     }
+    _check_application_fee(ctx, row, fields.amount, param="application_fee_amount")
     objects.insert(ctx.connection, intents, ctx.scope, row)
     created = _announce(ctx, row["id"], "payment_intent.created")
     if fields.confirm:
@@ -247,7 +273,12 @@ def update(ctx: Context, intent_id: str, fields: IntentFields) -> Outcome:
         customer = money.get("customer_id", row["customer_id"])
         money["payment_method_id"] = _resolve_method(ctx, money["payment_method_id"], customer)
         changes["status"] = "requires_confirmation"
+    if row["status"] == "requires_action" and any(row[k] != v for k, v in money.items()):
+        # The cardholder's challenge was for the old terms; it must not approve the new ones.
+        changes |= {"status": "requires_confirmation", "next_action": None, "challenge_hash": None}
     changes |= money
+    if "amount" in money or "currency" in money:
+        _check_application_fee(ctx, row | money, (row | money)["amount"], param="amount")
     for name in ("description", "receipt_email", "transfer_group"):
         value = getattr(fields, name)
         if value is not None:
@@ -605,7 +636,9 @@ def _destination(
         return None, [], None
     target = destination_scope(ctx.connection, ctx.scope, destination, param="destination")
     currency = charge["currency"]
-    share = amount - min(charge["application_fee_amount"] or 0, amount)
+    application_fee = charge["application_fee_amount"] or 0
+    assert 0 <= application_fee <= amount  # _check_application_fee, at create, update, capture
+    share = amount - application_fee
     movement.involve(destination, currency)
     transfer_id = objects.new_id("tr_")
     payment_id = objects.new_id("py_")
@@ -669,6 +702,7 @@ def capture(ctx: Context, intent_id: str, fields: CaptureFields) -> Outcome:
             f"({row['amount_capturable']}).",
             param="amount_to_capture",
         )
+    _check_application_fee(ctx, row, amount, param="amount_to_capture")
     charge = objects.load(
         ctx.connection, charges, ctx.scope, row["latest_charge_id"], for_update=True
     )
