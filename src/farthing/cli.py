@@ -540,6 +540,8 @@ def serve(
     tune_gc()
     application = create_app(settings)
     # No access log (query strings carry 3-D Secure tokens); no Server header naming the stack.
+    # No X-Forwarded-* trust: the audit trail's origin is the peer that connected, which a
+    # client cannot choose by sending a header.
     uvicorn.run(
         application,
         host=host,
@@ -548,6 +550,7 @@ def serve(
         log_level="info",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -141,3 +144,26 @@ def test_init_refuses_to_migrate_while_other_farthing_processes_are_connected(
             other.close()
     finally:
         engine.dispose()
+
+
+def test_a_new_sqlite_database_is_the_owners_alone(tmp_path: Path) -> None:
+    """Customers' data, the audit trail and key hashes: not for other local users, whatever the
+    umask. SQLite gives the -wal and -shm files the database's mode."""
+    path = tmp_path / "var" / "farthing.db"
+    previous = os.umask(0o022)
+    try:
+        engine = create_engine(f"sqlite:///{path}")
+        try:
+            upgrade(engine)
+            with engine.connect() as connection:  # Open while the modes are read: WAL exists.
+                connection.execute(sa.text("SELECT 1")).all()
+                modes = {
+                    name: stat.S_IMODE((path.parent / name).stat().st_mode)
+                    for name in ("farthing.db", "farthing.db-wal", "farthing.db-shm")
+                }
+        finally:
+            engine.dispose()
+    finally:
+        os.umask(previous)
+    assert modes == dict.fromkeys(modes, 0o600)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -64,6 +64,22 @@ def test_requests_are_recorded_with_who_what_when_where_outcome(
     verify(v1_server.engine, audit_key_from(JOURNAL_KEY))
 
 
+def test_the_origin_is_the_peer_not_a_header(v1_server: Server, account: Account) -> None:
+    """A client on loopback (where a proxy would be) cannot choose the recorded origin."""
+    key_id = key_id_of(v1_server.engine, account.test_secret)
+    headers = {
+        "Authorization": f"Bearer {account.test_secret}",
+        "X-Forwarded-For": "203.0.113.66",
+        "X-Forwarded-Proto": "https",
+        "Forwarded": "for=203.0.113.66",
+    }
+    with httpx.Client(base_url=v1_server.base_url) as client:
+        answer = client.post("/v1/customers", headers=headers, data={"name": "x"})
+    assert answer.status_code == 200
+    record = _by_request(v1_server, key_id)[answer.headers["Request-Id"]].record
+    assert record.origin == "127.0.0.1"
+
+
 def test_refusals_are_recorded(v1_server: Server, account: Account) -> None:
     """Invalid logical access attempts (PCI 10.2.1.4): bad keys, denied permissions, no route."""
     with v1_server.engine.begin() as connection:

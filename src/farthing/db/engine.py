@@ -100,12 +100,16 @@ def begin_write(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 def create_engine(url: str) -> sa.Engine:
-    """An engine with durable settings; creates the SQLite file's directory if needed."""
+    """An engine with durable settings. A new SQLite file, and a new directory for it, are the
+    owner's alone (0600, 0700): they hold customers' data, the audit trail and key hashes, and
+    SQLite gives its -wal and -shm files the mode of the database."""
     normalized = normalize_url(url)
     parsed = make_url(normalized)
     if parsed.get_backend_name() == "sqlite":
         assert parsed.database not in (None, "", ":memory:"), "SQLite needs a file"
-        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(str(parsed.database))
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # An empty file is a new database.
         engine = sa.create_engine(
             normalized,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},

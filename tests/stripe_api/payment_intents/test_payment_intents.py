@@ -184,6 +184,29 @@ def test_three_d_secure_completed_over_http(
     assert_consistent(v1_server, scope_of(account))
 
 
+@pytest.mark.parametrize(
+    "return_url",
+    ["javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<b>x</b>", "no scheme", ":x"],
+)
+def test_a_return_url_the_browser_would_run_is_refused(
+    v1_server: Server, account: Account, return_url: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        _pay(account, "pm_card_threeDSecure2Required", return_url=return_url)
+    assert refused.value.param == "return_url"
+    assert account.test.v1.payment_intents.list().data == []
+
+
+def test_an_apps_own_scheme_is_a_return_url(v1_server: Server, account: Account) -> None:
+    intent = _pay(account, "pm_card_threeDSecure2Required", return_url="shopapp://paid")
+    url = _challenge(intent)
+    token = httpx.URL(url).params["token"]
+    answer = httpx.post(url.split("?")[0], data={"token": token, "result": "approve"}, timeout=30)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"shopapp://paid?payment_intent={intent.id}"
+    assert_consistent(v1_server, scope_of(account))
+
+
 def test_three_d_secure_failed(v1_server: Server, account: Account) -> None:
     intent = _pay(account, "pm_card_threeDSecure2Required")
     url = _challenge(intent)

@@ -1,9 +1,12 @@
 """Farthing's 3-D Secure challenge page (test mode): the cardholder approves or fails.
 
 The page is reached by the ``next_action.redirect_to_url.url`` of an intent in
-``requires_action``; its random token (stored only as a SHA-256) is the sole credential, so the
-page needs no API key. After the challenge the intent continues (charge or decline) and the
-browser goes to the intent's ``return_url`` when it has one.
+``requires_action``; its random token is the sole credential, so the page needs no API key. The
+page checks the token against a SHA-256, but the token itself is part of that URL, which the
+merchant must be able to read (as Stripe's redirect URLs are): it is in the intent's
+``next_action``, its ``payment_intent.requires_action`` event and an idempotent replay, so
+whoever may read those may answer the challenge. After the challenge the intent continues
+(charge or decline) and the browser goes to the intent's ``return_url`` when it has one.
 """
 
 from __future__ import annotations

@@ -122,6 +122,26 @@ def _common(reader: Reader) -> dict[str, Any]:
     }
 
 
+# Schemes a browser would run or read locally rather than visit; apps' own schemes are fine.
+_RETURN_SCHEMES_REFUSED = frozenset({"javascript", "data", "vbscript", "file", "blob"})
+
+
+def _return_url(reader: Reader) -> str | None:
+    """Where the 3-D Secure page sends the browser: an absolute URL (https, http, or an app's
+    own scheme, as Stripe allows for mobile redirects)."""
+    url = reader.string("return_url", URL_LENGTH_MAX)
+    if url is None:
+        return None
+    scheme, _, rest = url.partition(":")
+    valid = scheme.isascii() and scheme[:1].isalpha() and rest != ""
+    valid = valid and all(c.isalnum() or c in "+-." for c in scheme)
+    if not valid or scheme.lower() in _RETURN_SCHEMES_REFUSED:
+        raise invalid(
+            "return_url must be an absolute URL (https, or an app's scheme).", "return_url"
+        )
+    return url
+
+
 def parse_create(params: Params) -> IntentFields:
     reader = Reader(params)
     fields = _common(reader)
@@ -135,7 +155,7 @@ def parse_create(params: Params) -> IntentFields:
             "application_fee_amount",
         )
     confirm = bool(reader.boolean("confirm"))
-    return_url = reader.string("return_url", URL_LENGTH_MAX)
+    return_url = _return_url(reader)
     if return_url is not None and not confirm:
         raise invalid("return_url can only be passed when confirm=true.", "return_url")
     reader.finish()
@@ -170,7 +190,7 @@ def parse_confirm(params: Params) -> ConfirmFields:
         )
     fields = ConfirmFields(
         payment_method=reader.string("payment_method", ID_LENGTH_MAX),
-        return_url=reader.string("return_url", URL_LENGTH_MAX),
+        return_url=_return_url(reader),
         capture_method=method,
         expand=reader.expand(),
     )

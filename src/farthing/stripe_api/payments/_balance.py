@@ -191,6 +191,7 @@ def _currencies(connection: sa.Connection, scope: Partition) -> list[str]:
         sa.select(transactions.c.currency)
         .where(transactions.c.tenant_id == scope.tenant_id, transactions.c.mode == scope.mode)
         .distinct()
+        .order_by(transactions.c.currency)
         .limit(CURRENCIES_PER_ACCOUNT_MAX)
     ).scalars()
     return sorted(rows)
