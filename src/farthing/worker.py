@@ -7,6 +7,7 @@ stream's order) or inside `farthing serve` with FARTHING_SERVE_WORKER=1.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import sqlalchemy as sa
 
@@ -21,6 +22,7 @@ POLL_S_MAX = 60.0
 # Every outbound call is bounded: connecting to NATS, and reconnecting after it went away.
 NATS_CONNECT_TIMEOUT_S = 5.0
 NATS_RECONNECT_ATTEMPTS_MAX = 60
+_log = logging.getLogger(__name__)
 
 
 async def run_worker(
@@ -44,16 +46,24 @@ async def run_worker(
             js, stream=settings.nats_stream, subject_prefix=settings.nats_subject_prefix
         )
     loopback = settings.webhook_allow_loopback
+    idle_s = min(max(poll_s, POLL_S_MIN), POLL_S_MAX)
     while True:
-        done = await asyncio.to_thread(deliver_due, engine, vault, allow_loopback=loopback)
-        if js is not None:
-            done += await publish_pending(
-                engine,
-                js,
-                stream=settings.nats_stream,
-                subject_prefix=settings.nats_subject_prefix,
-            )
+        try:
+            done = await asyncio.to_thread(deliver_due, engine, vault, allow_loopback=loopback)
+            if js is not None:
+                done += await publish_pending(
+                    engine,
+                    js,
+                    stream=settings.nats_stream,
+                    subject_prefix=settings.nats_subject_prefix,
+                )
+        except Exception:
+            if once:
+                raise
+            # A database or NATS outage: said, waited out, retried; the worker stays up.
+            _log.exception("worker round failed; retrying in %.2f s", idle_s)
+            done = 0
         if once:
             return
         if done == 0:
-            await asyncio.sleep(min(max(poll_s, POLL_S_MIN), POLL_S_MAX))
+            await asyncio.sleep(idle_s)

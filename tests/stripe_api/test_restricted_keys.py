@@ -5,7 +5,7 @@ PermissionError, and the native ledger API refuses them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -102,7 +102,8 @@ def test_expand_needs_read_permission_on_what_it_expands(
     ):
         with pytest.raises(stripe.PermissionError) as raised:
             intents_only.v1.payment_intents.retrieve(intent.id, params={"expand": expand})
-        assert (raised.value.json_body or {})["error"]["code"] == "insufficient_permissions"
+        body = cast("dict[str, Any]", raised.value.json_body)
+        assert body["error"]["code"] == "insufficient_permissions"
         assert "ada@example.com" not in str(raised.value.http_body)
     with pytest.raises(stripe.PermissionError):
         intents_only.v1.payment_intents.list(params={"expand": ["data.customer"]})

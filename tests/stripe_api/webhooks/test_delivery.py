@@ -5,6 +5,7 @@ workers never sending one delivery twice."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import random
@@ -24,7 +25,16 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
-from farthing.db.schema import stripe_webhook_attempts, stripe_webhook_deliveries
+from farthing import worker
+from farthing.config import Settings
+from farthing.db.schema import (
+    stripe_webhook_attempts,
+    stripe_webhook_deliveries,
+    stripe_webhook_endpoints,
+)
+from farthing.stripe_api import webhooks
+from farthing.stripe_api.webhooks import _delivery as delivery
+from farthing.stripe_api.webhooks import _urls as urls
 from farthing.stripe_api.webhooks import deliver_due
 from farthing.stripe_api.webhooks._delivery import (
     LEASE_NS,
@@ -160,6 +170,8 @@ def test_deliveries_are_signed_like_stripe(hook_server: Server, receiver: Receiv
     assert attempt.status_code == 200
     assert attempt.response_body == "ok"
     assert _deliver(hook_server) == 0  # Nothing twice.
+    # The very event the API shows.
+    assert json.loads(body) == json.loads(str(account.test.v1.events.retrieve(event.id)))
 
 
 def test_an_outage_delays_but_loses_nothing(hook_server: Server, receiver: Receiver) -> None:
@@ -537,3 +549,185 @@ def test_a_name_with_more_addresses_than_can_be_checked_is_refused(
     (error,) = _attempt_errors(hook_server, account)
     assert error is not None
     assert f"more than {ADDRESSES_MAX} addresses" in error
+
+
+def _endpoint_url(server: Server, account: Account, url: str) -> None:
+    """Point the account's only endpoint at ``url`` as an older version could have stored it."""
+    with server.engine.begin() as connection:
+        connection.execute(
+            stripe_webhook_endpoints.update()
+            .where(stripe_webhook_endpoints.c.tenant_id == account.id)
+            .values(url=url)
+        )
+
+
+def test_one_broken_endpoint_fails_its_own_attempt_only(
+    hook_server: Server, receiver: Receiver
+) -> None:
+    """Whatever an attempt raises is that attempt's failure: the others are sent and recorded."""
+    broken, healthy = new_account(hook_server), new_account(hook_server)
+    _endpoint(broken, receiver)
+    _endpoint_url(hook_server, broken, receiver.url + "/ctl\x01x")  # No client sends this.
+    _endpoint(healthy, receiver)
+    unexpected = new_account(hook_server)
+    _endpoint(unexpected, receiver)
+    _endpoint_url(hook_server, unexpected, receiver.url + "/unexpected")
+
+    def pinned(url: str, address: str) -> Any:
+        if url.endswith("/unexpected"):
+            raise RuntimeError("something nobody foresaw")
+        return urls.pinned(url, address)
+
+    for account in (broken, healthy, unexpected):
+        account.test.v1.customers.create(params={"name": "x"})
+    with mock.patch.object(delivery, "pinned", pinned):
+        _deliver(hook_server)
+    assert len(receiver.received) == 1
+    assert _statuses(hook_server, healthy) == ["succeeded"]
+    for account, cause in ((broken, "control characters"), (unexpected, "RuntimeError")):
+        assert _statuses(hook_server, account) == ["pending"]  # Retried later, like any failure.
+        (error,) = _attempt_errors(hook_server, account)
+        assert error is not None
+        assert cause in error
+
+
+@pytest.mark.parametrize("how", ["delete", "disable"])
+def test_a_deleted_or_disabled_endpoint_gets_nothing_more(
+    hook_server: Server, receiver: Receiver, how: str
+) -> None:
+    account = new_account(hook_server)
+    _endpoint(account, receiver)
+    (endpoint,) = account.test.v1.webhook_endpoints.list().data
+    receiver.status = 500
+    account.test.v1.customers.create(params={"name": "x"})
+    assert _deliver(hook_server) == 1  # Failed: queued for a retry.
+    account.test.v1.customers.create(params={"name": "y"})  # Queued, never tried.
+    receiver.status = 200
+    if how == "delete":
+        account.test.v1.webhook_endpoints.delete(endpoint.id)
+    else:
+        account.test.v1.webhook_endpoints.update(endpoint.id, params={"disabled": True})
+    assert _statuses(hook_server, account) == ["abandoned", "abandoned"]
+    _deliver(hook_server, time.time_ns() + HOUR_NS)
+    assert len(receiver.received) == 1  # Only the first, failed attempt.
+    if how == "disable":
+        # A resend would wait for ever: refused until the endpoint is enabled again.
+        event_id = account.test.v1.events.list().data[0].id
+        refused = _cli(
+            hook_server, "events", "resend", event_id, "--endpoint", endpoint.id,
+            "--account", account.id, expect=1,
+        )  # fmt: skip
+        assert "disabled" in refused.stderr
+        assert _statuses(hook_server, account) == ["abandoned", "abandoned"]
+
+
+def _raw_receiver(answer: Callable[[socket.socket], None]) -> Iterator[tuple[str, list[str]]]:
+    """A receiver on a raw socket: reads the request, then ``answer``s as it likes. Yields its
+    URL and what became of each answer ("done" or the error that cut it short)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    outcomes: list[str] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    connection.settimeout(30)
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        request += connection.recv(65536)
+                    try:
+                        answer(connection)
+                        outcomes.append("done")
+                    except OSError as error:
+                        outcomes.append(type(error).__name__)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hooks", outcomes
+    finally:
+        listener.close()
+
+
+def _deliver_bounded(server: Server, *, limit_s: float) -> None:
+    """Deliver in a thread that must finish within ``limit_s`` (it never does if unbounded)."""
+    worker = threading.Thread(target=_deliver, args=(server,), daemon=True)
+    worker.start()
+    worker.join(timeout=limit_s)
+    assert not worker.is_alive(), f"an attempt outlived {limit_s} s"
+
+
+def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off(hook_server: Server) -> None:
+    """Each byte comes within the read timeout, so only a deadline for the whole attempt ends
+    it: a sender (and the delivery's lease) is never held longer than that."""
+
+    def trickle(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(600):  # Headers that never end.
+            connection.sendall(b"X")
+            time.sleep(0.1)  # The slow receiver's pace, not a wait for anything.
+
+    account = new_account(hook_server)
+    with (
+        mock.patch.object(delivery, "ATTEMPT_DURATION_MAX_S", 2),
+        contextlib.contextmanager(_raw_receiver)(trickle) as (url, _outcomes),
+    ):
+        account.test.v1.webhook_endpoints.create(params={"url": url, "enabled_events": ["*"]})
+        account.test.v1.customers.create(params={"name": "x"})
+        _deliver_bounded(hook_server, limit_s=15)
+    (error,) = _attempt_errors(hook_server, account)
+    assert error is not None
+    assert "Timeout" in error
+    assert _statuses(hook_server, account) == ["pending"]
+
+
+def test_only_the_start_of_an_answer_is_read(hook_server: Server) -> None:
+    body = b"A" * 2000 + b"B" * (64 * 1024 * 1024)
+
+    def huge(connection: socket.socket) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        connection.sendall(head + body)
+
+    account = new_account(hook_server)
+    with contextlib.contextmanager(_raw_receiver)(huge) as (url, outcomes):
+        account.test.v1.webhook_endpoints.create(params={"url": url, "enabled_events": ["*"]})
+        account.test.v1.customers.create(params={"name": "x"})
+        _deliver_bounded(hook_server, limit_s=60)
+        poll_until(lambda: len(outcomes) == 1, deadline_s=30)
+    # The worker hung up long before the receiver could send it all.
+    assert outcomes != ["done"]
+    with hook_server.engine.connect() as connection:
+        (kept,) = connection.execute(
+            sa.select(stripe_webhook_attempts.c.response_body).where(
+                stripe_webhook_attempts.c.tenant_id == account.id
+            )
+        ).scalars()
+    assert kept == "A" * 1000
+    assert _statuses(hook_server, account) == ["succeeded"]
+
+
+def test_the_worker_outlives_a_failed_round(hook_server: Server) -> None:
+    """A database or NATS outage fails a round; the worker says so and goes on polling."""
+    rounds: list[str] = []
+    second_round = threading.Event()
+
+    def deliver(*_args: Any, **_kwargs: Any) -> int:
+        rounds.append("round")
+        if len(rounds) == 1:
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("database went away"))
+        second_round.set()
+        return 0
+
+    async def run_two_rounds() -> None:
+        settings = Settings.from_env(database_url=hook_server.database_url)
+        task = asyncio.create_task(
+            worker.run_worker(hook_server.engine, VAULT, settings, once=False, poll_s=0.05)
+        )
+        assert await asyncio.to_thread(second_round.wait, 30)
+        assert not task.done()
+        task.cancel()
+
+    with mock.patch.object(webhooks, "deliver_due", deliver):
+        asyncio.run(run_two_rounds())
+    assert rounds[:2] == ["round", "round"]

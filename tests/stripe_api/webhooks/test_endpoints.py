@@ -85,6 +85,8 @@ def test_update_list_delete(account: Account) -> None:
         "http://[64:ff9b:1::a00:7]/hook",  # local-use NAT64
         "http://[fec0::1]/hook",  # site-local
         "http://192.88.99.1/hook",  # 6to4 relay anycast
+        "http://93.184.216.34/ctl\x01x",  # a control character no client would send
+        "http://93.184.216.34/a b",
         "ftp://93.184.216.34/hook",
         "https://user:pass@93.184.216.34/hook",
         "/relative",

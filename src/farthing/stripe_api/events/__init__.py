@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from farthing.stripe_api.events._service import API_VERSION, EVENT_RETENTION_S, changed, emit
+from farthing.stripe_api.events._service import (
+    API_VERSION,
+    EVENT_RETENTION_S,
+    changed,
+    emit,
+    event_object,
+)
 
-__all__ = ["API_VERSION", "EVENT_RETENTION_S", "changed", "emit"]
+__all__ = ["API_VERSION", "EVENT_RETENTION_S", "changed", "emit", "event_object"]

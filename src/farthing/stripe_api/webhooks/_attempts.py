@@ -12,6 +12,7 @@ from farthing.db.schema import stripe_webhook_attempts as attempts
 from farthing.db.schema import stripe_webhook_deliveries as deliveries
 from farthing.db.schema import stripe_webhook_endpoints as endpoints
 from farthing.stripe_api._objects import missing
+from farthing.stripe_api._params import invalid
 from farthing.stripe_api._request import Partition
 
 __all__ = ["ATTEMPTS_PAGE_MAX", "attempt_object", "list_attempts", "resend"]
@@ -51,9 +52,10 @@ def list_attempts(
     return [attempt_object(row) for row in rows]
 
 
-def _require_endpoint(connection: sa.Connection, scope: Partition, endpoint_id: str) -> None:
+def _require_endpoint(connection: sa.Connection, scope: Partition, endpoint_id: str) -> str:
+    """The endpoint's status; 404 when the scope has no such endpoint."""
     found = connection.execute(
-        sa.select(endpoints.c.id).where(
+        sa.select(endpoints.c.status).where(
             endpoints.c.tenant_id == scope.tenant_id,
             endpoints.c.mode == scope.mode,
             endpoints.c.id == endpoint_id,
@@ -62,11 +64,14 @@ def _require_endpoint(connection: sa.Connection, scope: Partition, endpoint_id: 
     ).scalar_one_or_none()
     if found is None:
         raise missing("webhook_endpoint", endpoint_id)
+    return str(found)
 
 
 def resend(connection: sa.Connection, scope: Partition, event_id: str, endpoint_id: str) -> None:
     """Queue the event for the endpoint again, due now (whatever became of earlier attempts)."""
-    _require_endpoint(connection, scope, endpoint_id)
+    if _require_endpoint(connection, scope, endpoint_id) != "enabled":
+        # Nothing is sent to a disabled endpoint; a queued delivery would wait for ever.
+        raise invalid("The webhook endpoint is disabled; enable it to resend.", "webhook_endpoint")
     # Locked (PostgreSQL): `farthing prune` locks an event before deleting its deliveries, so a
     # resend either waits and finds the event gone, or queues it before prune looks again; and
     # two resends of one event take turns, so the second updates the delivery the first made.

@@ -3,19 +3,25 @@
 A worker claims due deliveries by pushing their next attempt one lease ahead in a short write
 transaction (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so several workers never send the same
 attempt at once, and a worker that dies only delays its claims by one lease. Each attempt runs
-with a timeout, in a bounded thread pool (a slow receiver does not stall the others), and is
-recorded. Failures back off exponentially with jitter; after ``RETRY_WINDOW_NS`` (3 days) the
-delivery is abandoned and its endpoint disabled.
+under one deadline for the whole exchange (connect, send, the answer's headers and at most
+``RESPONSE_BODY_BYTES_MAX`` of its body: a receiver that answers a byte at a time cannot hold a
+sender past it), in a bounded thread pool (a slow receiver does not stall the others), and is
+recorded; whatever goes wrong in one attempt is that attempt's failure, never the worker's.
+Failures back off exponentially with jitter; after ``RETRY_WINDOW_NS`` (3 days) the delivery is
+abandoned and its endpoint disabled.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
+import httpcore
 import httpx
 import sqlalchemy as sa
 
@@ -24,8 +30,8 @@ from farthing.db.schema import stripe_events as events
 from farthing.db.schema import stripe_webhook_attempts as attempts
 from farthing.db.schema import stripe_webhook_deliveries as deliveries
 from farthing.db.schema import stripe_webhook_endpoints as endpoints
-from farthing.http._errors import ApiError
 from farthing.stripe_api._request import Partition
+from farthing.stripe_api.events import event_object
 from farthing.stripe_api.webhooks._service import secret_aad
 from farthing.stripe_api.webhooks._signing import signature_header
 from farthing.stripe_api.webhooks._urls import check_url, pinned
@@ -33,10 +39,10 @@ from farthing.vault import Vault
 
 __all__ = ["ATTEMPT_TIMEOUT_S", "RETRY_WINDOW_NS", "deliver_due"]
 
-ATTEMPT_TIMEOUT_S = 10  # Per phase (connect, write, read, pool), as httpx counts it.
-# The longest an attempt can take: every phase at its limit, and one more connect, for the next
-# address is tried only while less than one timeout has passed.
-ATTEMPT_DURATION_MAX_S = 5 * ATTEMPT_TIMEOUT_S
+ATTEMPT_TIMEOUT_S = 10  # Per network operation: a connect, a write, a read.
+# The whole attempt, whatever the receiver does: every network operation's timeout is cut to
+# what is left of it.
+ATTEMPT_DURATION_MAX_S = 30
 RETRY_WINDOW_NS = 3 * 24 * 3600 * 10**9
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 6 * 3600
@@ -46,8 +52,11 @@ SENDERS_MAX = 8
 # lease never runs out while its delivery is still waiting or being sent.
 LEASE_NS = (-(-CLAIM_BATCH_MAX // SENDERS_MAX) * ATTEMPT_DURATION_MAX_S + 20) * 10**9
 RESPONSE_BODY_CHARS_MAX = 1000
+RESPONSE_BODY_BYTES_MAX = 4 * RESPONSE_BODY_CHARS_MAX  # Enough for the characters kept.
 ERROR_CHARS_MAX = 200
 _NS = 10**9
+_SSL_CONTEXT = httpx.create_ssl_context()  # Certificates verified, against the endpoint's name.
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +98,13 @@ def _claim(engine: sa.Engine, vault: Vault, now_ns: int, limit: int) -> list[_Cl
                   events.c.created.label("event_created"))
         .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
         .join(events, events.c.id == deliveries.c.event_id)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_ns <= now_ns)
+        .where(
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_ns <= now_ns,
+            # Disabling or deleting abandons queued deliveries; this holds in any case.
+            endpoints.c.status == "enabled",
+            endpoints.c.deleted.is_(False),
+        )
         .order_by(deliveries.c.next_attempt_ns, deliveries.c.seq)
         .limit(limit)
     )  # fmt: skip
@@ -115,19 +130,19 @@ def _to_claim(row: sa.RowMapping, vault: Vault, now_ns: int) -> _Claim:
     if row["previous_secret_sealed"] is not None and expires is not None and expires > now_ns:
         previous = vault.open(row["previous_secret_sealed"], aad, key_id=row["secret_key_id"])
         secrets.append(previous.decode())
-    event = {
-        "id": row["event_id"], "object": "event", "api_version": None,
-        "created": row["event_created"], "data": json.loads(row["data"]),
-        "livemode": row["mode"] == "live", "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None}, "type": row["type"],
-    }  # fmt: skip
+    # The very object GET /v1/events/{id} returns.
+    event = event_object(
+        {"id": row["event_id"], "created": row["event_created"], "data": row["data"],
+         "type": row["type"]},
+        livemode=row["mode"] == "live",
+    )  # fmt: skip
     return _Claim(
         row["seq"], scope, row["event_id"], row["endpoint_id"], row["url"], tuple(secrets),
         json.dumps(event).encode(), row["created_ns"], row["attempts"] + 1,
     )  # fmt: skip
 
 
-def _send(claim: _Claim, client: httpx.Client, *, allow_loopback: bool) -> _Result:
+def _send(claim: _Claim, *, allow_loopback: bool) -> _Result:
     started = time.monotonic()
     try:
         # Checked again at delivery, on what the name resolves to now (DNS may have changed).
@@ -140,34 +155,118 @@ def _send(claim: _Claim, client: httpx.Client, *, allow_loopback: bool) -> _Resu
         header = signature_header(
             claim.secrets, timestamp_s=int(time.time()), payload=claim.payload
         )
-        response = _post(client, claim, addresses, header, started)
-    except (httpx.HTTPError, ApiError) as error:
+        status, body = _post(claim, addresses, header, started + ATTEMPT_DURATION_MAX_S)
+    except Exception as error:  # noqa: BLE001 - any failure is this attempt's, recorded
         elapsed = int((time.monotonic() - started) * 1000)
         return _Result(None, None, f"{type(error).__name__}: {error}"[:ERROR_CHARS_MAX], elapsed)
     elapsed = int((time.monotonic() - started) * 1000)
-    return _Result(response.status_code, response.text[:RESPONSE_BODY_CHARS_MAX], None, elapsed)
+    return _Result(status, body, None, elapsed)
 
 
 def _post(
-    client: httpx.Client, claim: _Claim, addresses: tuple[str, ...], header: str, started: float
-) -> httpx.Response:
-    """POST to the checked addresses in turn, the next only if one refuses the connection early."""
+    claim: _Claim, addresses: tuple[str, ...], header: str, deadline: float
+) -> tuple[int, str]:
+    """POST to the checked addresses in turn (the next only if one refuses the connection);
+    the status and the start of the body."""
     for index, address in enumerate(addresses):
         request = pinned(claim.url, address)
-        headers = {
-            "Host": request.host_header,
-            "Content-Type": "application/json",
-            "Stripe-Signature": header,
-        }
-        try:
-            return client.post(
-                request.url, content=claim.payload, headers=headers, extensions=request.extensions
-            )
-        except httpx.ConnectError:
-            late = time.monotonic() - started >= ATTEMPT_TIMEOUT_S
-            if late or index == len(addresses) - 1:
-                raise
+        headers = [
+            (b"Host", request.host_header.encode()),
+            (b"Content-Type", b"application/json"),
+            (b"Stripe-Signature", header.encode()),
+            (b"Accept-Encoding", b"identity"),  # The body is kept as sent: nothing to inflate.
+            (b"User-Agent", b"Farthing webhooks"),
+        ]
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), ATTEMPT_TIMEOUT_S)
+        # A pool of its own, without kept-alive connections: the pool knows a connection by
+        # address alone, and one made for another endpoint's name (its TLS certificate) must
+        # never carry this one's events. No proxy: the connection goes to the address checked.
+        with httpcore.ConnectionPool(
+            ssl_context=_SSL_CONTEXT,
+            max_keepalive_connections=0,
+            network_backend=_DeadlineBackend(deadline),
+        ) as pool:
+            try:
+                with pool.stream(
+                    "POST",
+                    str(request.url),
+                    headers=headers,
+                    content=claim.payload,
+                    extensions={"timeout": timeouts, **request.extensions},
+                ) as response:
+                    return response.status, _start_of(response)
+            except httpcore.ConnectError:
+                if index == len(addresses) - 1 or time.monotonic() >= deadline:
+                    raise
     raise AssertionError("check_url(must_resolve=True) returns at least one address")
+
+
+def _start_of(response: httpcore.Response) -> str:
+    """The body's first RESPONSE_BODY_CHARS_MAX characters; the rest is never read."""
+    body = bytearray()
+    for chunk in response.iter_stream():
+        body += chunk
+        if len(body) >= RESPONSE_BODY_BYTES_MAX:
+            break
+    text = bytes(body[:RESPONSE_BODY_BYTES_MAX]).decode("utf-8", errors="replace")
+    return text[:RESPONSE_BODY_CHARS_MAX]
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits no longer than the attempt has left."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            msg = f"the attempt took longer than {ATTEMPT_DURATION_MAX_S} s"
+            raise httpcore.ReadTimeout(msg)
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = self._inner.start_tls(ssl_context, server_hostname, self._left(timeout))
+        return _DeadlineStream(tls, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            msg = f"the attempt took longer than {ATTEMPT_DURATION_MAX_S} s"
+            raise httpcore.ConnectTimeout(msg)
+        limit = left if timeout is None else min(timeout, left)
+        stream = super().connect_tcp(host, port, limit, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
 
 
 def _record(
@@ -219,20 +318,13 @@ def deliver_due(
 
     def attempt(claim: _Claim) -> None:
         # Recorded as soon as it is done, not after the whole batch: the lease covers it.
-        result = _send(claim, client, allow_loopback=allow_loopback)
-        _record(engine, claim, result, at_ns if now_ns is not None else time.time_ns(), rng)
+        result = _send(claim, allow_loopback=allow_loopback)
+        try:
+            _record(engine, claim, result, at_ns if now_ns is not None else time.time_ns(), rng)
+        except Exception:  # noqa: BLE001 - logged; one attempt's trouble must not stop the rest
+            # Unrecorded, the attempt is retried when its lease runs out; the others go on.
+            _log.exception("webhook delivery %d: recording its attempt failed", claim.delivery_seq)
 
-    with (
-        # No kept-alive connections: the pool knows a connection by address alone, and one made
-        # for another endpoint's name (its TLS certificate) must never carry this one's events.
-        # No proxy from the environment: the connection goes to the address checked.
-        httpx.Client(
-            timeout=ATTEMPT_TIMEOUT_S,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        ) as client,
-        ThreadPoolExecutor(min(SENDERS_MAX, len(claims))) as pool,
-    ):
+    with ThreadPoolExecutor(min(SENDERS_MAX, len(claims))) as pool:
         list(pool.map(attempt, claims))
     return len(claims)

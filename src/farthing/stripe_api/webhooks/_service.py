@@ -158,7 +158,19 @@ def update(
         changes["metadata"] = merge_metadata(row["metadata"], fields.metadata)
     if changes:
         objects.update(connection, endpoints, scope, endpoint_id, **changes)
+    if changes.get("status") == "disabled":
+        abandon_pending(connection, endpoint_id)
     return endpoint_object(row | changes, livemode=scope.livemode)
+
+
+def abandon_pending(connection: sa.Connection, endpoint_id: str) -> None:
+    """A disabled or deleted endpoint gets nothing more: its queued deliveries are abandoned
+    (as after three days of failures), in the transaction that disables it."""
+    connection.execute(
+        deliveries.update()
+        .where(deliveries.c.endpoint_id == endpoint_id, deliveries.c.status == "pending")
+        .values(status="abandoned")
+    )
 
 
 def roll_secret(
@@ -192,6 +204,7 @@ def roll_secret(
 def delete(connection: sa.Connection, scope: Partition, endpoint_id: str) -> dict[str, Any]:
     load_endpoint(connection, scope, endpoint_id)
     objects.update(connection, endpoints, scope, endpoint_id, deleted=True, status="disabled")
+    abandon_pending(connection, endpoint_id)
     return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
 

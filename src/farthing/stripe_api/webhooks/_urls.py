@@ -79,6 +79,10 @@ def check_url(
     at creation it is accepted and checked later."""
     if len(url) > URL_LENGTH_MAX:
         raise invalid(f"url has at most {URL_LENGTH_MAX} characters.", "url")
+    if not url.isprintable() or any(character.isspace() for character in url):
+        # What no HTTP client would send (a control character, a space): refused here, not
+        # found at every delivery.
+        raise invalid("url must not contain control characters or spaces.", "url")
     try:
         parts = urlsplit(url)
         _ = parts.port  # A port that is no number (or out of range) is no URL either.
