@@ -202,6 +202,33 @@ def test_after_three_days_a_delivery_is_abandoned(hook_server: Server, receiver:
     assert _statuses(hook_server, account) == ["abandoned"]
     (endpoint,) = account.test.v1.webhook_endpoints.list().data
     assert endpoint.status == "disabled"
+    # What else was queued for it is abandoned too: no worker sends to a disabled endpoint.
+    with hook_server.engine.begin() as connection:
+        connection.execute(
+            stripe_webhook_endpoints.update()
+            .where(stripe_webhook_endpoints.c.id == endpoint.id)
+            .values(status="enabled")
+        )
+    account.test.v1.customers.create(params={"name": "first"})
+    account.test.v1.customers.create(params={"name": "second"})
+    with hook_server.engine.begin() as connection:
+        first = connection.execute(
+            sa.select(sa.func.min(stripe_webhook_deliveries.c.seq)).where(
+                stripe_webhook_deliveries.c.tenant_id == account.id,
+                stripe_webhook_deliveries.c.status == "pending",
+            )
+        ).scalar_one()
+        # The first of them is older than the retry window; the second is not yet due.
+        connection.execute(
+            stripe_webhook_deliveries.update()
+            .where(stripe_webhook_deliveries.c.tenant_id == account.id)
+            .where(stripe_webhook_deliveries.c.status == "pending")
+            .values(next_attempt_ns=sa.case(
+                (stripe_webhook_deliveries.c.seq == first, 0), else_=2**62
+            ), created_ns=0)
+        )  # fmt: skip
+    _deliver(hook_server)
+    assert _statuses(hook_server, account) == ["abandoned"] * 3
 
 
 def test_a_worker_whose_lease_ran_out_cannot_undo_the_next_ones_result(

@@ -32,7 +32,7 @@ from farthing.db.schema import stripe_webhook_deliveries as deliveries
 from farthing.db.schema import stripe_webhook_endpoints as endpoints
 from farthing.stripe_api._request import Partition
 from farthing.stripe_api.events import event_object
-from farthing.stripe_api.webhooks._service import secret_aad
+from farthing.stripe_api.webhooks._service import abandon_pending, secret_aad
 from farthing.stripe_api.webhooks._signing import signature_header
 from farthing.stripe_api.webhooks._urls import check_url, pinned
 from farthing.vault import Vault
@@ -295,6 +295,7 @@ def _record(
                     .where(endpoints.c.id == claim.endpoint_id)
                     .values(status="disabled")
                 )
+                abandon_pending(connection, claim.endpoint_id)
         else:
             delay_ns = backoff_ns(claim.attempts, rng)
             connection.execute(update.values(next_attempt_ns=now_ns + delay_ns))
