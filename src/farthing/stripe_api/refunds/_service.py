@@ -198,6 +198,10 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     movement: Movement,
 ) -> objects.ObjectRow:
     currency, tenant = charge["currency"], ctx.scope.tenant_id
+    # Settle first: it locks every due transaction in the order any settlement does, the
+    # charge's among them when due. Locking the charge's first would deadlock with a settlement
+    # that holds an earlier due one and waits for it (PostgreSQL aborted one of the two).
+    settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)
     # Locked: a settlement running now could move it from pending to available under us.
     charge_txn = objects.load(
         ctx.connection, transactions, ctx.scope, charge["balance_transaction_id"], for_update=True
@@ -245,7 +249,6 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
         "transfer_reversal_id": reversal_id,
     }  # fmt: skip
     objects.insert(ctx.connection, refunds, ctx.scope, row)
-    settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)
     shortage = "Insufficient funds in the account's balance to refund this charge."
     if reversal_id is not None:
         shortage += " With reverse_transfer, the connected account's balance counts too."
