@@ -14,9 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from farthing.auth import RESOURCES
-from farthing.http._errors import ApiError
 from farthing.stripe_api._params import invalid
-from farthing.stripe_api._request import Partition
+from farthing.stripe_api._request import Partition, insufficient_permissions
 
 __all__ = ["Loader", "expand", "list_paths", "register"]
 
@@ -28,17 +27,6 @@ def register(field: str, loader: Loader, *, resource: str) -> None:
     assert field not in _LOADERS, field
     assert resource in RESOURCES, resource
     _LOADERS[field] = (resource, loader)
-
-
-def _denied(resource: str, path: str) -> ApiError:
-    return ApiError(
-        403,
-        type_="invalid_request_error",
-        code="insufficient_permissions",
-        message=f"The provided key does not have the required permissions to expand {path}. "
-        f"Having the '{resource}' read permission would allow this request to continue.",
-        param="expand",
-    )
 
 
 def expand(
@@ -62,7 +50,12 @@ def _expand_path(
         raise invalid(f"This property cannot be expanded ({path}).", "expand")
     resource, loader = registered
     if not scope.may_read(resource):
-        raise _denied(resource, path)
+        raise insufficient_permissions(
+            f"The provided key does not have the required permissions to expand {path}.",
+            resource=resource,
+            access="read",
+            param="expand",
+        )
     value = obj[field]
     if isinstance(value, str):
         loaded = loader(connection, scope, value)

@@ -28,6 +28,7 @@ __all__ = [
     "Scope",
     "caller_scope",
     "engine_of",
+    "insufficient_permissions",
     "read_params",
     "resource_of",
     "unknown_param",
@@ -106,16 +107,27 @@ def resource_of(path_format: str) -> str | None:
     return resource if resource in RESOURCES else None
 
 
-def _denied(key: ApiKey, resource: str | None, access: str) -> ApiError:
-    # Stripe's wording and status (403, so the SDK raises PermissionError); only the stored
-    # redacted form of the key is ever shown.
+def insufficient_permissions(
+    message: str, *, resource: str | None, access: str, param: str | None = None
+) -> ApiError:
+    """Stripe's refusal of a restricted key (403, so the SDK raises PermissionError)."""
     needed = f" Having the '{resource}' {access} permission would allow this request to continue."
     return ApiError(
         403,
         type_="invalid_request_error",
         code="insufficient_permissions",
-        message=f"The provided key '{key.redacted}' does not have the required permissions for "
-        f"this endpoint on account '{key.tenant_id}'.{needed if resource else ''}",
+        message=message + (needed if resource else ""),
+        param=param,
+    )
+
+
+def _denied(key: ApiKey, resource: str | None, access: str) -> ApiError:
+    # Only the stored redacted form of the key is ever shown.
+    return insufficient_permissions(
+        f"The provided key '{key.redacted}' does not have the required permissions for this "
+        f"endpoint on account '{key.tenant_id}'.",
+        resource=resource,
+        access=access,
     )
 
 

@@ -264,12 +264,7 @@ def test_the_url_guard_holds_at_delivery(hook_server: Server, receiver: Receiver
     account.test.v1.customers.create(params={"name": "x"})
     assert _deliver(hook_server, loopback=False) == 1
     assert receiver.received == []
-    with hook_server.engine.connect() as connection:
-        error = connection.execute(
-            sa.select(stripe_webhook_attempts.c.error).where(
-                stripe_webhook_attempts.c.tenant_id == account.id
-            )
-        ).scalar_one()
+    (error,) = _attempt_errors(hook_server, account)
     assert error is not None
     assert "loopback" in error
 
@@ -496,14 +491,19 @@ def answering(answers: Callable[[int], list[str]]) -> Iterator[list[str]]:
         yield looked_up
 
 
-def _named_endpoint(account: Account, receiver: Receiver) -> None:
-    # Created through the server, whose DNS does not know the name: accepted, checked later.
+def _named_hook(server: Server, receiver: Receiver) -> Account:
+    """A new account whose endpoint names HOOK_NAME at the receiver's port, with one event
+    queued for it. Created through the server, whose DNS does not know the name: accepted,
+    checked at delivery."""
+    account = new_account(server)
     account.test.v1.webhook_endpoints.create(
         params={
             "url": f"http://{HOOK_NAME}:{receiver.port}{receiver.path}",
             "enabled_events": ["*"],
         }
     )
+    account.test.v1.customers.create(params={"name": "x"})
+    return account
 
 
 def _attempt_errors(server: Server, account: Account) -> list[str | None]:
@@ -524,9 +524,7 @@ def test_a_delivery_connects_to_the_address_it_checked(hook_server: Server) -> N
         receiving("127.0.0.1") as checked,
         receiving("127.0.0.2", checked.port, checked.path) as other,
     ):
-        account = new_account(hook_server)
-        _named_endpoint(account, checked)
-        account.test.v1.customers.create(params={"name": "x"})
+        account = _named_hook(hook_server, checked)
         with answering(lambda n: ["127.0.0.1"] if n == 0 else ["127.0.0.2"]) as looked_up:
             assert _deliver(hook_server) == 1
     assert looked_up.count(HOOK_NAME) == 1
@@ -539,9 +537,7 @@ def test_a_delivery_connects_to_the_address_it_checked(hook_server: Server) -> N
 def test_the_next_checked_address_is_tried_when_one_refuses(
     hook_server: Server, receiver: Receiver
 ) -> None:
-    account = new_account(hook_server)
-    _named_endpoint(account, receiver)
-    account.test.v1.customers.create(params={"name": "x"})
+    account = _named_hook(hook_server, receiver)
     with answering(lambda n: ["127.0.0.3", "127.0.0.1"]):  # Nothing listens on 127.0.0.3.
         assert _deliver(hook_server) == 1
     assert len(receiver.received) == 1
@@ -551,9 +547,7 @@ def test_the_next_checked_address_is_tried_when_one_refuses(
 def test_a_forbidden_address_anywhere_in_the_answer_refuses(
     hook_server: Server, receiver: Receiver
 ) -> None:
-    account = new_account(hook_server)
-    _named_endpoint(account, receiver)
-    account.test.v1.customers.create(params={"name": "x"})
+    account = _named_hook(hook_server, receiver)
     with answering(lambda n: ["93.184.216.34", "127.0.0.1"]):
         assert _deliver(hook_server, loopback=False) == 1
     assert receiver.received == []
@@ -567,9 +561,7 @@ def test_a_name_with_more_addresses_than_can_be_checked_is_refused(
 ) -> None:
     """Every address is checked, and any could be connected to: a longer answer is refused, not
     cut short (the 17th address could be an internal one)."""
-    account = new_account(hook_server)
-    _named_endpoint(account, receiver)
-    account.test.v1.customers.create(params={"name": "x"})
+    account = _named_hook(hook_server, receiver)
     with answering(lambda n: [f"127.0.0.{i}" for i in range(2, 2 + ADDRESSES_MAX)] + ["127.0.0.1"]):
         assert _deliver(hook_server) == 1
     assert receiver.received == []

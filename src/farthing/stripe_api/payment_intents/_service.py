@@ -278,7 +278,8 @@ def update(ctx: Context, intent_id: str, fields: IntentFields) -> Outcome:
         changes |= {"status": "requires_confirmation", "next_action": None, "challenge_hash": None}
     changes |= money
     if "amount" in money or "currency" in money:
-        _check_application_fee(ctx, row | money, (row | money)["amount"], param="amount")
+        terms = row | money
+        _check_application_fee(ctx, terms, terms["amount"], param="amount")
     for name in ("description", "receipt_email", "transfer_group"):
         value = getattr(fields, name)
         if value is not None:

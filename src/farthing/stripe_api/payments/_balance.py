@@ -126,7 +126,7 @@ def settle_due(
     transfer line) share its ``available_on`` but not its place in any order, and only together
     is their net never negative. A cut between them would settle a charge's net and leave its
     refund to take back from an available balance that a payout may have emptied meanwhile.
-    One statement marks them, returning three numbers each; how many there are is bounded by
+    One statement marks them, returning four small fields each; how many there are is bounded by
     what came due since the scope's last write."""
     due = (
         transactions.update()
@@ -137,17 +137,17 @@ def settle_due(
             transactions.c.available_on <= now_s,
         )
         .values(status="available")
-        .returning(transactions.c.currency, transactions.c.net, transactions.c.seq)
+        .returning(
+            transactions.c.currency, transactions.c.net, transactions.c.seq, transactions.c.id
+        )
     )
     # On PostgreSQL the update locks each row; a concurrent settlement waits, then skips it.
-    totals: dict[str, tuple[int, int]] = {}
-    for currency, net, seq in connection.execute(due):
-        total, first_seq = totals.get(currency, (0, seq))
-        totals[currency] = (total + net, min(first_seq, seq))
-    for currency, (total, first_seq) in sorted(totals.items()):
-        first_id = connection.execute(
-            sa.select(transactions.c.id).where(transactions.c.seq == first_seq)
-        ).scalar_one()
+    # Per currency: the sum of the nets, and the first transaction (its id names the transfer).
+    totals: dict[str, tuple[int, tuple[int, str]]] = {}
+    for currency, net, seq, txn_id in connection.execute(due):
+        total, first = totals.get(currency, (0, (seq, txn_id)))
+        totals[currency] = (total + net, min(first, (seq, txn_id)))
+    for currency, (total, (_seq, first_id)) in sorted(totals.items()):
         _settle(movement, scope, currency, total, f"{first_id}.settle")
     if totals:
         movement.after_post.append(
@@ -194,7 +194,7 @@ def _currencies(connection: sa.Connection, scope: Partition) -> list[str]:
         .order_by(transactions.c.currency)
         .limit(CURRENCIES_PER_ACCOUNT_MAX)
     ).scalars()
-    return sorted(rows)
+    return list(rows)
 
 
 def ledger_balance(

@@ -164,7 +164,7 @@ def _send(claim: _Claim, *, allow_loopback: bool) -> _Result:
 
 
 def _post(
-    claim: _Claim, addresses: tuple[str, ...], header: str, deadline: float
+    claim: _Claim, addresses: tuple[str, ...], header: str, deadline_s: float
 ) -> tuple[int, str]:
     """POST to the checked addresses in turn (the next only if one refuses the connection);
     the status and the start of the body."""
@@ -184,7 +184,7 @@ def _post(
         with httpcore.ConnectionPool(
             ssl_context=_SSL_CONTEXT,
             max_keepalive_connections=0,
-            network_backend=_DeadlineBackend(deadline),
+            network_backend=_DeadlineBackend(deadline_s),
         ) as pool:
             try:
                 with pool.stream(
@@ -196,7 +196,7 @@ def _post(
                 ) as response:
                     return response.status, _start_of(response)
             except httpcore.ConnectError:
-                if index == len(addresses) - 1 or time.monotonic() >= deadline:
+                if index == len(addresses) - 1 or time.monotonic() >= deadline_s:
                     raise
     raise AssertionError("check_url(must_resolve=True) returns at least one address")
 
@@ -212,19 +212,25 @@ def _start_of(response: httpcore.Response) -> str:
     return text[:RESPONSE_BODY_CHARS_MAX]
 
 
+def _within(deadline_s: float, timeout: float | None, expired: type[Exception]) -> float:
+    """How long one network operation may wait: its own timeout, cut to what the attempt has
+    left; ``expired`` once nothing is left."""
+    left = deadline_s - time.monotonic()
+    if left <= 0:
+        msg = f"the attempt took longer than {ATTEMPT_DURATION_MAX_S} s"
+        raise expired(msg)
+    return left if timeout is None else min(timeout, left)
+
+
 class _DeadlineStream(httpcore.NetworkStream):
     """A connection whose every read and write waits no longer than the attempt has left."""
 
-    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+    def __init__(self, inner: httpcore.NetworkStream, deadline_s: float) -> None:
         self._inner = inner
-        self._deadline = deadline
+        self._deadline_s = deadline_s
 
     def _left(self, timeout: float | None) -> float:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            msg = f"the attempt took longer than {ATTEMPT_DURATION_MAX_S} s"
-            raise httpcore.ReadTimeout(msg)
-        return left if timeout is None else min(timeout, left)
+        return _within(self._deadline_s, timeout, httpcore.ReadTimeout)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, self._left(timeout))
@@ -242,15 +248,15 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         tls = self._inner.start_tls(ssl_context, server_hostname, self._left(timeout))
-        return _DeadlineStream(tls, self._deadline)
+        return _DeadlineStream(tls, self._deadline_s)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
 
 
 class _DeadlineBackend(httpcore.SyncBackend):
-    def __init__(self, deadline: float) -> None:
-        self._deadline = deadline
+    def __init__(self, deadline_s: float) -> None:
+        self._deadline_s = deadline_s
 
     def connect_tcp(
         self,
@@ -260,13 +266,9 @@ class _DeadlineBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            msg = f"the attempt took longer than {ATTEMPT_DURATION_MAX_S} s"
-            raise httpcore.ConnectTimeout(msg)
-        limit = left if timeout is None else min(timeout, left)
+        limit = _within(self._deadline_s, timeout, httpcore.ConnectTimeout)
         stream = super().connect_tcp(host, port, limit, local_address, socket_options)
-        return _DeadlineStream(stream, self._deadline)
+        return _DeadlineStream(stream, self._deadline_s)
 
 
 def _record(
@@ -295,7 +297,7 @@ def _record(
                     .where(endpoints.c.id == claim.endpoint_id)
                     .values(status="disabled")
                 )
-                abandon_pending(connection, claim.endpoint_id)
+                abandon_pending(connection, claim.scope, claim.endpoint_id)
         else:
             delay_ns = backoff_ns(claim.attempts, rng)
             connection.execute(update.values(next_attempt_ns=now_ns + delay_ns))

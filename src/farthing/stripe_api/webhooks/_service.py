@@ -159,16 +159,21 @@ def update(
     if changes:
         objects.update(connection, endpoints, scope, endpoint_id, **changes)
     if changes.get("status") == "disabled":
-        abandon_pending(connection, endpoint_id)
+        abandon_pending(connection, scope, endpoint_id)
     return endpoint_object(row | changes, livemode=scope.livemode)
 
 
-def abandon_pending(connection: sa.Connection, endpoint_id: str) -> None:
+def abandon_pending(connection: sa.Connection, scope: Partition, endpoint_id: str) -> None:
     """A disabled or deleted endpoint gets nothing more: its queued deliveries are abandoned
     (as after three days of failures), in the transaction that disables it."""
     connection.execute(
         deliveries.update()
-        .where(deliveries.c.endpoint_id == endpoint_id, deliveries.c.status == "pending")
+        .where(
+            deliveries.c.tenant_id == scope.tenant_id,
+            deliveries.c.mode == scope.mode,
+            deliveries.c.endpoint_id == endpoint_id,
+            deliveries.c.status == "pending",
+        )
         .values(status="abandoned")
     )
 
@@ -204,7 +209,7 @@ def roll_secret(
 def delete(connection: sa.Connection, scope: Partition, endpoint_id: str) -> dict[str, Any]:
     load_endpoint(connection, scope, endpoint_id)
     objects.update(connection, endpoints, scope, endpoint_id, deleted=True, status="disabled")
-    abandon_pending(connection, endpoint_id)
+    abandon_pending(connection, scope, endpoint_id)
     return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
 
