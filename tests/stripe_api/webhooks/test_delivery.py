@@ -170,8 +170,30 @@ def test_deliveries_are_signed_like_stripe(hook_server: Server, receiver: Receiv
     assert attempt.status_code == 200
     assert attempt.response_body == "ok"
     assert _deliver(hook_server) == 0  # Nothing twice.
-    # The very event the API shows.
-    assert json.loads(body) == json.loads(str(account.test.v1.events.retrieve(event.id)))
+    # The very event the API shows, but for the webhooks still pending: this one was when sent.
+    sent, shown = json.loads(body), json.loads(str(account.test.v1.events.retrieve(event.id)))
+    assert (sent.pop("pending_webhooks"), shown.pop("pending_webhooks")) == (1, 0)
+    assert sent == shown
+
+
+def test_pending_webhooks_counts_what_is_still_to_deliver(hook_server: Server) -> None:
+    account = new_account(hook_server)
+    with receiving() as up, receiving() as down:
+        _endpoint(account, up)
+        _endpoint(account, down)
+        down.status = 503
+        account.test.v1.customers.create(params={"name": "counted"})
+        (event,) = account.test.v1.events.list().data
+        assert event.pending_webhooks == 2
+        assert account.test.v1.events.retrieve(event.id).pending_webhooks == 2
+        assert _deliver(hook_server) == 2
+        # Both were pending when claimed; the failed one still is.
+        for body, _signature in up.received + down.received:
+            assert json.loads(body)["pending_webhooks"] == 2
+        assert account.test.v1.events.retrieve(event.id).pending_webhooks == 1
+        assert account.test.v1.events.list().data[0].pending_webhooks == 1
+        assert _deliver(hook_server, time.time_ns() + RETRY_WINDOW_NS + HOUR_NS) == 1
+        assert account.test.v1.events.retrieve(event.id).pending_webhooks == 0
 
 
 def test_an_outage_delays_but_loses_nothing(hook_server: Server, receiver: Receiver) -> None:

@@ -8,6 +8,14 @@ from farthing.stripe_api.events._service import (
     changed,
     emit,
     event_object,
+    pending_webhooks,
 )
 
-__all__ = ["API_VERSION", "EVENT_RETENTION_S", "changed", "emit", "event_object"]
+__all__ = [
+    "API_VERSION",
+    "EVENT_RETENTION_S",
+    "changed",
+    "emit",
+    "event_object",
+    "pending_webhooks",
+]

@@ -17,6 +17,7 @@ from farthing.stripe_api._request import LIST_PARAMS, PREFIX, Partition, Scope, 
 from farthing.stripe_api.events._service import (
     EVENT_TYPE_LENGTH_MAX,
     event_object,
+    pending_webhooks,
     retained,
 )
 
@@ -54,9 +55,10 @@ async def retrieve_event(request: Request, scope: Scope, event_id: str) -> dict[
                 .mappings()
                 .one_or_none()
             )
-        if row is None:
-            raise missing("event", event_id)
-        return event_object(row, livemode=scope.livemode)
+            if row is None:
+                raise missing("event", event_id)
+            pending = pending_webhooks(connection, [event_id]).get(event_id, 0)
+        return event_object(row, livemode=scope.livemode, pending_webhooks=pending)
 
     return await run_in_threadpool(read)
 
@@ -100,13 +102,18 @@ async def list_events(request: Request, scope: Scope) -> dict[str, Any]:
 
     def read() -> dict[str, Any]:
         with request.app.state.engine.connect() as connection:
-            return list_table(
+            page = list_table(
                 connection,
                 listing,
                 query,
                 url=LIST_URL,
                 missing=lambda event_id: missing("event", event_id),
-                render=lambda row: event_object(row, livemode=scope.livemode),
+                render=lambda row: event_object(row, livemode=scope.livemode, pending_webhooks=0),
             )
+            # One count for the whole page rather than one per event.
+            counts = pending_webhooks(connection, [event["id"] for event in page["data"]])
+        for event in page["data"]:
+            event["pending_webhooks"] = counts.get(event["id"], 0)
+        return page
 
     return await run_in_threadpool(read)

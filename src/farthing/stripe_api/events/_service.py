@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_events as events
+from farthing.db.schema import stripe_webhook_deliveries as deliveries
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._request import Partition
 
@@ -20,6 +22,7 @@ __all__ = [
     "changed",
     "emit",
     "event_object",
+    "pending_webhooks",
     "retained",
 ]
 
@@ -85,7 +88,28 @@ def retained(now_s: int) -> sa.ColumnElement[bool]:
     return events.c.created >= now_s - EVENT_RETENTION_S
 
 
-def event_object(row: sa.RowMapping | dict[str, Any], *, livemode: bool) -> dict[str, Any]:
+# Events whose undelivered webhooks one query counts: a list page, a claim or a stream batch.
+PENDING_COUNT_IDS_MAX = 1000
+
+
+def pending_webhooks(connection: sa.Connection, event_ids: Sequence[str]) -> dict[str, int]:
+    """Per event, its webhooks not delivered yet and still to be tried (Stripe's
+    ``pending_webhooks``); events with none are left out."""
+    assert len(event_ids) <= PENDING_COUNT_IDS_MAX
+    if not event_ids:
+        return {}
+    rows = connection.execute(
+        sa.select(deliveries.c.event_id, sa.func.count())
+        .where(deliveries.c.event_id.in_(sorted(set(event_ids))), deliveries.c.status == "pending")
+        .group_by(deliveries.c.event_id)
+    )
+    return {str(event_id): int(count) for event_id, count in rows}
+
+
+def event_object(
+    row: sa.RowMapping | dict[str, Any], *, livemode: bool, pending_webhooks: int
+) -> dict[str, Any]:
+    assert pending_webhooks >= 0
     return {
         "id": row["id"],
         "object": "event",
@@ -93,7 +117,7 @@ def event_object(row: sa.RowMapping | dict[str, Any], *, livemode: bool) -> dict
         "created": row["created"],
         "data": json.loads(row["data"]),
         "livemode": livemode,
-        "pending_webhooks": 0,
+        "pending_webhooks": pending_webhooks,
         "request": {"id": None, "idempotency_key": None},
         "type": row["type"],
     }

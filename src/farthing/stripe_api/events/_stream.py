@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from farthing.db.engine import Dialect, begin_write, dialect_of
 from farthing.db.schema import stripe_event_stream_cursors as cursors
 from farthing.db.schema import stripe_events as events
-from farthing.stripe_api.events._service import event_object
+from farthing.stripe_api.events._service import event_object, pending_webhooks
 
 __all__ = ["PUBLISH_BATCH_MAX", "STREAM_DEFAULT", "SUBJECT_PREFIX_DEFAULT", "publish_pending"]
 
@@ -99,9 +99,9 @@ def _cursor(connection: sa.Connection, stream: str) -> _Cursor:
 
 def _read(
     engine: sa.Engine, after: int, batch_max: int
-) -> tuple[list[Any], tuple[int, int] | None]:
-    """The next events, and on PostgreSQL the (xmin, xmax) of the very snapshot they were read in
-    (REPEATABLE READ keeps one snapshot for both statements)."""
+) -> tuple[list[Any], tuple[int, int] | None, dict[str, int]]:
+    """The next events, on PostgreSQL the (xmin, xmax) of the very snapshot they were read in
+    (REPEATABLE READ keeps one snapshot for every statement), and their pending webhooks."""
     with engine.connect() as connection:
         horizon = None
         if dialect_of(engine) is Dialect.postgresql:
@@ -119,8 +119,9 @@ def _read(
                 .limit(batch_max)
             ).mappings()
         )
+        pending = pending_webhooks(connection, [row["id"] for row in rows])
         connection.rollback()
-    return rows, horizon
+    return rows, horizon, pending
 
 
 def _ready(
@@ -167,7 +168,7 @@ async def publish_pending(
     assert 0 < batch_max <= PUBLISH_BATCH_MAX
     with begin_write(engine) as connection:
         cursor = _cursor(connection, stream)
-    rows, horizon = _read(engine, cursor.seq, batch_max)
+    rows, horizon, pending = _read(engine, cursor.seq, batch_max)
     ready, moved = _ready(cursor, rows, horizon)
     if not ready and _watch_wait(stream, moved, time.monotonic()):
         _log.warning(
@@ -177,7 +178,9 @@ async def publish_pending(
             stream, GAP_WAIT_WARN_S, moved.seq, moved.gap_wait_xmax,
         )  # fmt: skip
     for row in ready:
-        body = json.dumps(event_object(row, livemode=row["mode"] == "live")).encode()
+        live = row["mode"] == "live"
+        event = event_object(row, livemode=live, pending_webhooks=pending.get(row["id"], 0))
+        body = json.dumps(event).encode()
         subject = f"{subject_prefix}.{row['mode']}.{row['tenant_id']}.{row['type']}"
         await js.publish(
             subject, body, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": row["id"]}

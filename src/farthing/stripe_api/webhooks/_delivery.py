@@ -31,7 +31,7 @@ from farthing.db.schema import stripe_webhook_attempts as attempts
 from farthing.db.schema import stripe_webhook_deliveries as deliveries
 from farthing.db.schema import stripe_webhook_endpoints as endpoints
 from farthing.stripe_api._request import Partition
-from farthing.stripe_api.events import event_object
+from farthing.stripe_api.events import event_object, pending_webhooks
 from farthing.stripe_api.webhooks._service import abandon_pending, secret_aad
 from farthing.stripe_api.webhooks._signing import signature_header
 from farthing.stripe_api.webhooks._urls import check_url, pinned
@@ -110,19 +110,20 @@ def _claim(engine: sa.Engine, vault: Vault, now_ns: int, limit: int) -> list[_Cl
     )  # fmt: skip
     if engine.dialect.name == "postgresql":
         query = query.with_for_update(of=deliveries, skip_locked=True)
-    claims = []
     with begin_write(engine) as connection:
-        for row in connection.execute(query).mappings():
+        rows = list(connection.execute(query).mappings())
+        for row in rows:
             connection.execute(
                 deliveries.update()
                 .where(deliveries.c.seq == row["seq"])
                 .values(next_attempt_ns=now_ns + LEASE_NS, attempts=row["attempts"] + 1)
             )
-            claims.append(_to_claim(row, vault, now_ns))
-    return claims
+        # Counted with this claim's own deliveries still pending, as Stripe counts them.
+        pending = pending_webhooks(connection, [row["event_id"] for row in rows])
+        return [_to_claim(row, vault, now_ns, pending[row["event_id"]]) for row in rows]
 
 
-def _to_claim(row: sa.RowMapping, vault: Vault, now_ns: int) -> _Claim:
+def _to_claim(row: sa.RowMapping, vault: Vault, now_ns: int, pending: int) -> _Claim:
     scope = Partition(tenant_id=row["tenant_id"], mode=row["mode"], platform_id=row["tenant_id"])
     aad = secret_aad(scope, row["endpoint_id"])
     secrets = [vault.open(row["secret_sealed"], aad, key_id=row["secret_key_id"]).decode()]
@@ -134,7 +135,7 @@ def _to_claim(row: sa.RowMapping, vault: Vault, now_ns: int) -> _Claim:
     event = event_object(
         {"id": row["event_id"], "created": row["event_created"], "data": row["data"],
          "type": row["type"]},
-        livemode=row["mode"] == "live",
+        livemode=row["mode"] == "live", pending_webhooks=pending,
     )  # fmt: skip
     return _Claim(
         row["seq"], scope, row["event_id"], row["endpoint_id"], row["url"], tuple(secrets),
