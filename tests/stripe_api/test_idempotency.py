@@ -77,6 +77,31 @@ def test_validation_errors_are_not_stored(account: Account) -> None:
     assert created.name == "fixed"
 
 
+def test_expand_errors_are_validation_and_not_stored(account: Account) -> None:
+    """A path naming no expandable field is refused before the confirm runs; one naming a field
+    the answer lacks after (nothing committed): neither is the key's result, so the fixed
+    request then runs."""
+    options: stripe.RequestOptions = {"idempotency_key": "expand-then-fix"}
+
+    def confirm(expand: list[str]) -> stripe.PaymentIntent:
+        return account.test.v1.payment_intents.create(
+            params={"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa",
+                    "confirm": True, "expand": expand},
+            options=options,
+        )  # fmt: skip
+
+    for expand in (["latest_charge.bogus"], ["charge"]):
+        with pytest.raises(stripe.InvalidRequestError) as raised:
+            confirm(expand)
+        assert raised.value.param == "expand"
+        assert raised.value.headers is not None
+        assert "Idempotent-Replayed" not in raised.value.headers
+    assert not account.test.v1.payment_intents.list().data  # Nothing ran or committed.
+    intent = confirm(["latest_charge"])
+    assert intent.status == "succeeded"
+    assert isinstance(intent.latest_charge, stripe.Charge)
+
+
 def test_errors_after_execution_began_are_replayed(account: Account) -> None:
     options: stripe.RequestOptions = {"idempotency_key": "missing-customer"}
     for _ in range(2):

@@ -128,6 +128,31 @@ def test_expand_needs_read_permission_on_what_it_expands(
         reader.v1.charges.retrieve(charge_id, params={"expand": ["balance_transaction"]})
 
 
+def test_an_idempotent_replay_is_checked_against_the_replaying_key(
+    v1_server: Server, account: Account
+) -> None:
+    """A stored answer holds what its first key could read: another key replaying it must hold
+    the same permissions for what was expanded, and a refusal is never stored for the next."""
+    customer = account.test.v1.customers.create(params={"email": "ada@example.com"})
+    options: stripe.RequestOptions = {"idempotency_key": "order-42"}
+    writer = sdk(v1_server, _restricted(v1_server, account, payment_intents="write"))
+
+    def create(client: stripe.StripeClient) -> stripe.PaymentIntent:
+        params = {"amount": 1000, "currency": "usd", "customer": customer.id}
+        return client.v1.payment_intents.create(
+            params={**params, "expand": ["customer"]},  # type: ignore[typeddict-item]
+            options=options,
+        )
+
+    with pytest.raises(stripe.PermissionError):
+        create(writer)
+    # The refusal was not the key's result: the secret key's request runs.
+    assert cast("stripe.Customer", create(account.test).customer).email == "ada@example.com"
+    with pytest.raises(stripe.PermissionError) as raised:
+        create(writer)
+    assert "ada@example.com" not in str(raised.value.http_body)
+
+
 def test_accounts_need_accounts_write(v1_server: Server, account: Account) -> None:
     reader = sdk(v1_server, _restricted(v1_server, account, accounts="read"))
     with pytest.raises(stripe.PermissionError):

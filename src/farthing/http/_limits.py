@@ -23,7 +23,7 @@ class BodySizeLimit:
             await self._app(scope, receive, send)
             return
         declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self._max):
+        if declared is not None and not _within(declared, self._max):
             await self._refuse(send)
             return
         received = 0
@@ -74,3 +74,12 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _within(declared: bytes, limit: int) -> bool:
+    """A Content-Length of digits at most ``limit``; int() never sees more than a few digits
+    (it refuses over 4300, leading zeros included)."""
+    significant = declared.lstrip(b"0")
+    if not declared.isdigit() or len(significant) > len(str(limit)):
+        return False
+    return int(significant or b"0") <= limit

@@ -17,7 +17,7 @@ from farthing.auth import RESOURCES
 from farthing.stripe_api._params import invalid
 from farthing.stripe_api._request import Partition, insufficient_permissions
 
-__all__ = ["Loader", "expand", "list_paths", "register"]
+__all__ = ["Loader", "check_paths", "expand", "list_paths", "register"]
 
 Loader = Callable[[sa.Connection, Partition, str], dict[str, Any] | None]
 _LOADERS: dict[str, tuple[str, Loader]] = {}
@@ -27,6 +27,30 @@ def register(field: str, loader: Loader, *, resource: str) -> None:
     assert field not in _LOADERS, field
     assert resource in RESOURCES, resource
     _LOADERS[field] = (resource, loader)
+
+
+def check_paths(scope: Partition, paths: Sequence[str]) -> None:
+    """Refuse, before a write runs, paths that name no expandable field or a resource the key
+    may not read: such a refusal is a validation error, so nothing runs and the Idempotency-Key
+    keeps nothing (and a replay to another key is checked against that key's permissions)."""
+    for path in paths:
+        for field in path.split("."):
+            _readable(scope, field, path)
+
+
+def _readable(scope: Partition, field: str, path: str) -> Loader:
+    registered = _LOADERS.get(field)
+    if registered is None:
+        raise invalid(f"This property cannot be expanded ({path}).", "expand")
+    resource, loader = registered
+    if not scope.may_read(resource):
+        raise insufficient_permissions(
+            f"The provided key does not have the required permissions to expand {path}.",
+            resource=resource,
+            access="read",
+            param="expand",
+        )
+    return loader
 
 
 def expand(
@@ -45,17 +69,9 @@ def _expand_path(
     path: str,
 ) -> None:
     field, rest = parts[0], parts[1:]
-    registered = _LOADERS.get(field)
-    if field not in obj or registered is None:
+    loader = _readable(scope, field, path)
+    if field not in obj:
         raise invalid(f"This property cannot be expanded ({path}).", "expand")
-    resource, loader = registered
-    if not scope.may_read(resource):
-        raise insufficient_permissions(
-            f"The provided key does not have the required permissions to expand {path}.",
-            resource=resource,
-            access="read",
-            param="expand",
-        )
     value = obj[field]
     if isinstance(value, str):
         loaded = loader(connection, scope, value)
@@ -67,5 +83,15 @@ def _expand_path(
 
 
 def list_paths(paths: Sequence[str]) -> tuple[str, ...]:
-    """``expand[]=data.customer`` on a list expands a field of each listed object."""
-    return tuple(path.removeprefix("data.") for path in paths if path.startswith("data."))
+    """``expand[]=data.customer`` on a list expands a field of each listed object; any other
+    path, or one naming no expandable field, is refused even when the page is empty."""
+    fields = []
+    for path in paths:
+        if not path.startswith("data."):
+            raise invalid(f"This property cannot be expanded ({path}).", "expand")
+        field = path.removeprefix("data.")
+        for part in field.split("."):
+            if part not in _LOADERS:
+                raise invalid(f"This property cannot be expanded ({path}).", "expand")
+        fields.append(field)
+    return tuple(fields)

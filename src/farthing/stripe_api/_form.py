@@ -97,8 +97,8 @@ def _index(node: _Node, segment: str, key: str) -> str | int:
     if segment == "":
         return len(node)
     if segment.isdecimal() and segment.isascii():
-        index = int(segment)
-        if index >= FORM_LIST_LENGTH_MAX:
+        index = bounded_int(segment, 0, FORM_LIST_LENGTH_MAX - 1)
+        if index is None:
             raise _invalid(f"Lists have at most {FORM_LIST_LENGTH_MAX} items.", key)
         return index
     return segment
@@ -145,7 +145,11 @@ def bounded_int(text: str, low: int, high: int) -> int | None:
     digits = text.removeprefix("-")
     if not (digits.isascii() and digits.isdecimal()):
         return None
-    if len(digits.lstrip("0")) > max(len(str(low)), len(str(high))):
+    significant = digits.lstrip("0")
+    if len(significant) > max(len(str(low)), len(str(high))):
         return None
-    number = int(text)
+    # Only the significant digits go to int(): leading zeros count towards its limit too.
+    number = int(significant or "0")
+    if text.startswith("-"):
+        number = -number
     return number if low <= number <= high else None

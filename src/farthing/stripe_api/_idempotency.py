@@ -211,6 +211,11 @@ def _execute(  # noqa: PLR0913
             409, "A request with this Idempotency-Key is being processed."
         ) from None
     except ApiError as error:
+        if error.param == "expand":
+            # The answer could not take the asked shape (a field this object lacks): nothing
+            # was committed and it is no outcome of the request, so the key keeps nothing.
+            _release(engine, scope, key, token)
+            raise
         # The endpoint began executing and refused (e.g. no such object): Stripe stores that
         # answer too, so a retry cannot succeed later with the same key.
         body: dict[str, Any] = {"type": error.type, "code": error.code, "message": error.message}
@@ -221,11 +226,13 @@ def _execute(  # noqa: PLR0913
         raise
     except BaseException:
         # Unexpected failure: nothing was committed, so release the key and let a retry run.
-        with begin_write(engine) as connection:
-            connection.execute(
-                keys.delete().where(
-                    _scoped(scope, key), keys.c.claim == token, keys.c.status.is_(None)
-                )
-            )
+        _release(engine, scope, key, token)
         raise
     return _response(outcome, replayed=False)
+
+
+def _release(engine: sa.Engine, scope: Partition, key: str, token: str) -> None:
+    with begin_write(engine) as connection:
+        connection.execute(
+            keys.delete().where(_scoped(scope, key), keys.c.claim == token, keys.c.status.is_(None))
+        )

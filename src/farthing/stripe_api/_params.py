@@ -95,7 +95,11 @@ def merge_metadata(metadata: dict[str, str], change: MetadataChange | None) -> d
     if change is None:
         return metadata
     kept = {} if change.clear else {k: v for k, v in metadata.items() if k not in change.remove}
-    return kept | change.set
+    merged = kept | change.set
+    # The bound is on the object, as Stripe's is: updates cannot add 50 keys at a time forever.
+    if len(merged) > METADATA_KEYS_MAX:
+        raise invalid(f"metadata has at most {METADATA_KEYS_MAX} keys.", "metadata")
+    return merged
 
 
 class Reader:

@@ -75,6 +75,22 @@ def test_metadata_empty_value_clears_everything(account: Account) -> None:
     assert _metadata(empty_create) == {}
 
 
+def test_metadata_is_bounded_per_object_not_per_request(account: Account) -> None:
+    customer = account.test.v1.customers.create(
+        params={"metadata": {f"first{n}": "v" for n in range(50)}}
+    )
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        account.test.v1.customers.update(customer.id, params={"metadata": {"one_more": "v"}})
+    assert raised.value.param == "metadata"
+    assert len(_metadata(account.test.v1.customers.retrieve(customer.id))) == 50
+    # Replacing keys within the bound is fine: removals count before additions.
+    swapped = account.test.v1.customers.update(
+        customer.id, params={"metadata": {"first0": "", "one_more": "v"}}
+    )
+    assert len(_metadata(swapped)) == 50
+    assert "one_more" in _metadata(swapped)
+
+
 def test_invalid_parameters_are_400_with_param(account: Account) -> None:
     with pytest.raises(stripe.InvalidRequestError) as raised:
         account.test.v1.customers.create(params=cast("Any", {"nickname": "x"}))

@@ -32,6 +32,19 @@ def _balance(account: Account) -> tuple[int, int]:
     return available, pending
 
 
+def test_list_expand_names_fields_of_the_listed_objects(account: Account) -> None:
+    """As Stripe: a list expands ``data.<field>``; anything else is a 400, even on an empty page,
+    rather than a request that silently returns ids."""
+    for expand in (["customer"], ["data.bogus"], ["data.customer.bogus"]):
+        with pytest.raises(stripe.InvalidRequestError) as raised:
+            account.test.v1.charges.list(params={"expand": expand})
+        assert raised.value.param == "expand"
+    customer = account.test.v1.customers.create(params={"email": "ada@example.com"})
+    _pay(account, "pm_card_visa", customer=customer.id)
+    (charge,) = account.test.v1.charges.list(params={"expand": ["data.customer"]}).data
+    assert cast("stripe.Customer", charge.customer).email == "ada@example.com"
+
+
 def test_automatic_capture_charges_net_of_fee(v1_server: Server, account: Account) -> None:
     intent = _pay(account, "pm_card_visa", expand=["latest_charge.balance_transaction"])
     assert intent.status == "succeeded"

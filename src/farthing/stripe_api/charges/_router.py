@@ -68,7 +68,7 @@ async def list_charges(request: Request, scope: Scope) -> dict[str, Any]:
     reader.ignore(*LIST_PARAMS)
     customer = reader.string("customer", ID_LENGTH_MAX)
     intent = reader.string("payment_intent", ID_LENGTH_MAX)
-    paths = reader.expand()
+    paths = list_paths(reader.expand())
     reader.finish()
     query = parse_list_query(params)
     conditions = []
@@ -90,7 +90,7 @@ async def list_charges(request: Request, scope: Scope) -> dict[str, Any]:
                     connection,
                     scope,
                     charge_object(row, livemode=scope.livemode),
-                    list_paths(paths),
+                    paths,
                 ),
                 conditions=conditions,
             )

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from farthing.db.schema import stripe_payment_intents as intents
 from farthing.stripe_api import _objects as objects
-from farthing.stripe_api._expand import expand, list_paths, register
+from farthing.stripe_api._expand import check_paths, expand, list_paths, register
 from farthing.stripe_api._idempotency import run_idempotent
 from farthing.stripe_api._lists import ID_LENGTH_MAX, parse_list_query
 from farthing.stripe_api._params import Reader
@@ -78,6 +78,7 @@ async def write(  # noqa: PLR0913 - keyword-only options
             body = expand(connection, scope, body, paths)
         return status, body
 
+    check_paths(scope, paths)
     engine: sa.Engine = request.app.state.engine
     return await run_in_threadpool(
         run_idempotent,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._form import FormValue
+from farthing.stripe_api._form import FormValue, bounded_int
 from farthing.stripe_api._params import MetadataChange, parse_metadata
 from farthing.stripe_api._request import Params, unknown_param
 from farthing.stripe_api.test_cards import brand_of
@@ -94,9 +94,8 @@ def _number(value: FormValue | None) -> str:
 def _expiry(card: dict[str, FormValue]) -> tuple[int, int]:
     month_text = _digits(card.get("exp_month"), "card[exp_month]")
     year_text = _digits(card.get("exp_year"), "card[exp_year]")
-    # At most two significant digits before int(), which refuses 4300 digits (a 500).
-    month_ok = month_text.isascii() and month_text.isdecimal() and len(month_text.lstrip("0")) <= 2
-    if not (month_ok and 1 <= int(month_text) <= 12):
+    month = bounded_int(month_text, 1, 12)
+    if month is None:
         raise card_error(
             "invalid_expiry_month", "Your card's expiration month is invalid.", "exp_month"
         )
@@ -109,7 +108,6 @@ def _expiry(card: dict[str, FormValue]) -> tuple[int, int]:
         raise card_error(
             "invalid_expiry_year", "Your card's expiration year is invalid.", "exp_year"
         )
-    month = int(month_text)
     if (year, month) < (today.year, today.month):
         raise card_error(
             "invalid_expiry_month", "Your card's expiration date is in the past.", "exp_month"
