@@ -176,3 +176,61 @@ def test_the_application_fee_never_exceeds_what_is_charged(
     transfers = account.test.v1.transfers.list(params={"destination": seller}).data
     assert [t.amount for t in transfers] == [500]
     assert_consistent(v1_server, scope_of(account), seller_scope)
+
+
+def _come_due(server: Server, account: Account, intent: stripe.PaymentIntent) -> None:
+    """Time passes for one charge: its transactions, and its transfer's on both sides, are due
+    (other charges made in the same second stay pending)."""
+    charge = account.test.v1.charges.retrieve(str(intent.latest_charge))
+    due = [str(charge.balance_transaction)]
+    if charge.transfer is not None:
+        transfer = account.test.v1.transfers.retrieve(str(charge.transfer))
+        due.append(str(transfer.balance_transaction))
+    txns = stripe_balance_transactions.c
+    with server.engine.begin() as connection:
+        if charge.transfer is not None:
+            payment = sa.select(txns.id).where(txns.source_id == transfer.destination_payment)
+            due.extend(connection.execute(payment).scalars())
+        connection.execute(
+            stripe_balance_transactions.update().where(txns.id.in_(due)).values(available_on=1)
+        )
+
+
+def test_refunding_a_pending_destination_charge_leaves_other_charges_settleable(
+    v1_server: Server, account: Account
+) -> None:
+    """A destination charge's pending group holds only the application fee less Farthing's fee.
+    A refund without reverse_transfer must not borrow the rest from other pending charges: when
+    one of those came due first, no settlement could go through (every balance read, payout and
+    transfer failed until the destination charge came due too)."""
+    seller = _connected(v1_server, account)
+
+    def pay(method: str, **extra: Any) -> stripe.PaymentIntent:
+        params = {"amount": 10_000, "currency": "usd", "payment_method": method, "confirm": True}
+        return account.test.v1.payment_intents.create(params=cast("Any", params | extra))
+
+    pay("pm_card_bypassPending", amount=20_000)
+    other = pay("pm_card_visa")
+    destination = pay(
+        "pm_card_visa", application_fee_amount=1_000, transfer_data={"destination": seller}
+    )
+    left_pending = 1_000 - _fee(10_000)
+    assert _balance(account) == (20_000 - _fee(20_000), 10_000 - _fee(10_000) + left_pending)
+    refund = account.test.v1.refunds.create(params={"payment_intent": destination.id})
+    # The charge's group could not cover it: taken from what is available.
+    after_refund = 20_000 - _fee(20_000) - (10_000 - _fee(10_000))
+    assert _balance(account) == (after_refund, 10_000 - _fee(10_000) + left_pending)
+    refund_txn = account.test.v1.balance_transactions.retrieve(str(refund.balance_transaction))
+    assert refund_txn.status == "available"
+    platform, seller_scope = scope_of(account), Partition(seller, "test", account.id)
+    assert_consistent(v1_server, platform, seller_scope)
+
+    _come_due(v1_server, account, other)
+    assert _balance(account) == (after_refund + 10_000 - _fee(10_000), left_pending)
+    transfer = {"amount": 100, "currency": "usd", "destination": seller}
+    account.test.v1.transfers.create(params=cast("Any", transfer))
+    assert_consistent(v1_server, platform, seller_scope)
+
+    _come_due(v1_server, account, destination)
+    assert _balance(account) == (after_refund + 10_000 - _fee(10_000) - 100 + left_pending, 0)
+    assert_consistent(v1_server, platform, seller_scope)

@@ -12,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from farthing.db.schema import stripe_balance_transactions as transactions
 from farthing.db.schema import stripe_charges as charges
 from farthing.db.schema import stripe_payment_intents as intents
 from farthing.db.schema import stripe_refunds as refunds
+from farthing.db.schema import stripe_transfer_reversals as reversals
+from farthing.db.schema import stripe_transfers as transfers
 from farthing.http._errors import ApiError
 from farthing.ledger import TransferEvent
 from farthing.stripe_api import _objects as objects
@@ -207,7 +211,11 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
         ctx.connection, transactions, ctx.scope, charge["balance_transaction_id"], for_update=True
     )
     assert charge_txn is not None
+    # From pending only what the charge itself still holds there. A destination charge's
+    # transfer line took most of it: borrowing the rest from other charges' pending funds left
+    # this charge's group negative, and no settlement could go through until it came due too.
     settled = charge_txn["status"] == "available"
+    settled = settled or _pending_left(ctx, charge) < amount - fee_back
     source = available_account(tenant, currency) if settled else pending_account(tenant, currency)
     movement.involve(tenant, currency)
     events = []
@@ -254,6 +262,48 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
         shortage += " With reverse_transfer, the connected account's balance counts too."
     require_done(movement.post(ctx.connection), message=shortage)
     return row
+
+
+def _pending_left(ctx: Context, charge: objects.ObjectRow) -> int:
+    """The net the charge's group still holds in the pending balance: the charge, its refunds
+    taken from pending, and a destination charge's transfer line and reversals (all share the
+    charge's ``available_on``, so they settle together)."""
+    tenant_id, mode = ctx.scope.tenant_id, ctx.scope.mode
+    members = [
+        transactions.c.id == charge["balance_transaction_id"],
+        transactions.c.id.in_(
+            sa.select(refunds.c.balance_transaction_id).where(
+                refunds.c.tenant_id == tenant_id, refunds.c.mode == mode,
+                refunds.c.charge_id == charge["id"],
+            )
+        ),
+    ]  # fmt: skip
+    if charge["transfer_id"] is not None:
+        members.append(
+            transactions.c.id.in_(
+                sa.select(transfers.c.balance_transaction_id).where(
+                    transfers.c.tenant_id == tenant_id, transfers.c.mode == mode,
+                    transfers.c.id == charge["transfer_id"],
+                )
+            )
+        )  # fmt: skip
+        members.append(
+            transactions.c.id.in_(
+                sa.select(reversals.c.balance_transaction_id).where(
+                    reversals.c.tenant_id == tenant_id, reversals.c.mode == mode,
+                    reversals.c.transfer_id == charge["transfer_id"],
+                )
+            )
+        )  # fmt: skip
+    left = ctx.connection.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(transactions.c.net), 0)).where(
+            transactions.c.tenant_id == tenant_id,
+            transactions.c.mode == mode,
+            transactions.c.status == "pending",
+            sa.or_(*members),
+        )
+    ).scalar_one()
+    return int(left)
 
 
 def update(ctx: Context, refund_id: str, metadata: MetadataChange | None) -> Outcome:
