@@ -127,7 +127,13 @@ def settle_due(
     is their net never negative. A cut between them would settle a charge's net and leave its
     refund to take back from an available balance that a payout may have emptied meanwhile.
     One statement marks them, returning four small fields each; how many there are is bounded by
-    what came due since the scope's last write."""
+    what came due since the scope's last write.
+
+    Settlements of one account take turns (its tenant row, locked until the transaction ends):
+    each locks the rows due by its own clock, in no set order, and a refund then locks its
+    charge's row, so two at once deadlocked on PostgreSQL. Callers that settle a platform and
+    one of its connected accounts settle the platform first."""
+    objects.lock_account(connection, scope)
     due = (
         transactions.update()
         .where(
