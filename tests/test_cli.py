@@ -141,6 +141,7 @@ def test_init_without_a_key_creates_a_private_key_file(tmp_path: Path) -> None:
     farthing("init", "--database-url", url, env=env, cwd=tmp_path, umask=0)
     key_file = tmp_path / "var" / "journal.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700  # So is the directory.
     key = key_file.read_text()
     assert re.fullmatch(r"[0-9a-f]{64,}\n", key), key
     # A second init keeps the key; the other commands read it from the file: entries chained

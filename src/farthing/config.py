@@ -259,7 +259,7 @@ def ensure_journal_key_file() -> None:
     path = _key_file()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # Secrets: owner only.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(secrets.token_hex(JOURNAL_KEY_LENGTH_MIN) + "\n")
@@ -303,7 +303,7 @@ def ensure_vault_key_file() -> None:
     path = vault_key_file()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # Secrets: owner only.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(secrets.token_hex(VAULT_KEY_LENGTH) + "\n")

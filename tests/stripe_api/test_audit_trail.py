@@ -108,6 +108,31 @@ def test_refusals_are_recorded(v1_server: Server, account: Account) -> None:
     assert masked.object_ids == ("[digits]",)  # A card number in a path is never recorded.
 
 
+def test_a_card_number_as_a_ledger_id_is_masked_in_the_answer_too(
+    v1_server: Server, account: Account
+) -> None:
+    """Ledger ids are the client's: one that is a card number comes back as the answered
+    object's id, and the trail, which nobody can edit, must not keep it from there either."""
+    headers = {"Authorization": f"Bearer {account.test_secret}"}
+    with httpx.Client(base_url=v1_server.base_url, headers=headers) as client:
+        created = client.post(
+            "/ledger/v1/accounts", json={"accounts": [{"id": CARD, "currency": "USD"}]}
+        )
+        assert created.json()["results"][0]["result"] == "ok"
+        read = client.get(f"/ledger/v1/accounts/{CARD}")
+    assert read.status_code == 200
+    assert read.json()["id"] == CARD
+    reads = [
+        stored.record
+        for stored in query(v1_server.engine, AuditQuery(account=account.id))
+        if stored.record.action == "GET /ledger/v1/accounts/{account_id}"
+    ]
+    assert [record.object_ids for record in reads] == [("[digits]",)]
+    with v1_server.engine.connect() as connection:
+        texts = connection.execute(sa.select(audit_log.c.object_ids)).scalars()
+        assert not [text for text in texts if text and CARD in text]
+
+
 def test_no_secret_or_card_number_in_the_trail(v1_server: Server, account: Account) -> None:
     account.test.v1.payment_methods.create(
         params={"type": "card", "card": cast("Any", {"number": CARD, "exp_month": 1,

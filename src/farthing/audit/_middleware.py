@@ -118,9 +118,15 @@ def _object_ids(scope: asgi.Scope, body: bytes) -> tuple[str, ...]:
         if text and text not in ids:
             ids.append(text)
     answered = _answered_id(body)
+    if answered is not None and str(scope.get("path", "")).startswith(CLIENT_CHOSEN_IDS_PREFIX):
+        answered = clean_id(answered)  # The client chose it: masked as its path copy is.
     if answered is not None and answered not in ids:
         ids.append(answered)
     return tuple(ids[:OBJECT_IDS_COUNT_MAX])
+
+
+# Where the answered object's id is the client's (the native ledger API), not one of ours.
+CLIENT_CHOSEN_IDS_PREFIX = "/ledger/"
 
 
 def _answered_id(body: bytes) -> str | None:
