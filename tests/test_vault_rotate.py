@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,6 +398,17 @@ def test_cli_refusals(sqlite_url: str, tmp_path: Path) -> None:
     result = farthing("vault", "rotate", "--batch-size", big, "--database-url", sqlite_url,
                       env=env, expect=2)  # fmt: skip
     assert "--batch-size" in result.stderr
+    # One rotate or retire at a time: another holding the key file's lock refuses this one.
+    before = key_file.read_text()
+    lock = os.open(f"{key_file}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for command in ("rotate", "retire"):
+            result = farthing("vault", command, "--database-url", sqlite_url, env=env, expect=2)
+            assert "let it finish" in result.stderr
+    finally:
+        os.close(lock)
+    assert key_file.read_text() == before
     # A key file whose keys do not open the rows: the job names the row and stops.
     unrelated = (bytes.fromhex("c3" * 32), bytes.fromhex("d4" * 32))
     write_key_file(key_file, VaultKeys(current=unrelated[0], previous=unrelated[1:]))

@@ -4,6 +4,8 @@ stdout; everything else goes to stderr."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +15,8 @@ from farthing._errors import FarthingError
 from farthing._runtime import tune_gc
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from farthing.vault import VaultKeys
 
 __all__ = ["app", "main"]
@@ -399,6 +403,30 @@ def accounts_create(
     typer.echo(tenant_id)
 
 
+@contextlib.contextmanager
+def _vault_key_file_lock() -> Iterator[None]:
+    """One rotate or retire at a time: each reads the key file, re-wraps, and writes it back,
+    so two at once could each write a key the other's re-wrapping then depends on (cards
+    sealed under a key no file holds). Held until the command ends; keys are read inside."""
+    import fcntl  # noqa: PLC0415
+
+    from farthing.config import vault_key_file  # noqa: PLC0415
+
+    path = vault_key_file()
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _err(f"another `farthing vault rotate` or `retire` holds {lock_path}: let it finish")
+            raise typer.Exit(2) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def _vault_keys_or_exit() -> VaultKeys:
     from farthing.config import load_vault_keys  # noqa: PLC0415
 
@@ -464,11 +492,14 @@ def vault_rotate(
     """Make a new vault key (the old one stays readable) and re-wrap every stored card number
     and webhook secret under it, batch by batch, while servers keep serving. Run again after an
     interruption: it resumes. Then `farthing vault retire` removes the old key."""
-    import os  # noqa: PLC0415
+    _check_batch_size(batch_size)
+    with _vault_key_file_lock():
+        _rotate(database_url, key_only=key_only, batch_size=batch_size)
 
+
+def _rotate(database_url: str | None, *, key_only: bool, batch_size: int) -> None:
     from farthing.vault import VaultKeys, key_id_of, new_kek, write_key_file  # noqa: PLC0415
 
-    _check_batch_size(batch_size)
     keys = _vault_keys_or_exit()
     path = keys.path
     if not keys.previous:
@@ -501,11 +532,14 @@ def vault_retire(database_url: DatabaseUrl = None, batch_size: RotateBatchSize =
     """After `rotate`: check that nothing is left under the previous keys (re-wrapping any
     stragglers), then remove them from the key file. Each goes to KEYFILE.retired-KEYID (0600):
     keep it offline with backups from before the rotation, or delete it."""
-    import os  # noqa: PLC0415
+    _check_batch_size(batch_size)
+    with _vault_key_file_lock():
+        _retire(database_url, batch_size=batch_size)
 
+
+def _retire(database_url: str | None, *, batch_size: int) -> None:
     from farthing.vault import VaultKeys, key_id_of, write_key_file  # noqa: PLC0415
 
-    _check_batch_size(batch_size)
     keys = _vault_keys_or_exit()
     if not keys.previous:
         _err(f"nothing to retire: vault key {key_id_of(keys.current)} is the only key")
