@@ -526,7 +526,7 @@ def test_admin_commands_are_audited_and_the_trail_verifies(initialised_url: str)
         assert (created["origin"], created["outcome"]) == ("cli", "success")
         by_account = farthing("audit", "list", *url, "--account", tenant_id, "--limit", "10")
         actions = [json.loads(line)["action"] for line in by_account.stdout.splitlines()]
-        assert actions == ["keys.create", "accounts.create"]  # the revoke names no account
+        assert actions == ["keys.revoke", "keys.create", "accounts.create"]
         assert secret not in by_account.stdout
         assert secret[8:] not in farthing("audit", "list", *url).stdout
         future = farthing("audit", "list", *url, "--since", "2200-01-01T00:00").stdout

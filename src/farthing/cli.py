@@ -266,8 +266,11 @@ def keys_revoke(
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         with begin_write(engine) as connection:
-            revoke_key(connection, key_id)
-            _record_admin(connection, action="keys.revoke", object_ids=(key_id,))
+            tenant_id, mode = revoke_key(connection, key_id)
+            _record_admin(
+                connection, action="keys.revoke", object_ids=(key_id,), tenant_id=tenant_id,
+                mode=mode,
+            )  # fmt: skip
     finally:
         engine.dispose()
     _err(f"revoked {key_id}")
@@ -311,7 +314,12 @@ def events_resend(
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         with begin_write(engine) as connection:
-            resend(connection, _scope_for(connection, account, mode), event_id, endpoint)
+            scope = _scope_for(connection, account, mode)
+            resend(connection, scope, event_id, endpoint)
+            _record_admin(
+                connection, action="events.resend", object_ids=(event_id, endpoint),
+                tenant_id=scope.tenant_id, mode=scope.mode,
+            )  # fmt: skip
     except ApiError as error:
         _err(f"error: {error.message}")
         raise typer.Exit(1) from None

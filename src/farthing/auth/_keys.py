@@ -283,16 +283,21 @@ def _insert_key(
     return secret
 
 
-def revoke_key(connection: sa.Connection, key_id: str, *, now_ns: int | None = None) -> None:
-    """Revoke at once: the next request with the key gets 401 (keys are not cached)."""
-    updated = connection.execute(
+def revoke_key(
+    connection: sa.Connection, key_id: str, *, now_ns: int | None = None
+) -> tuple[str, str]:
+    """Revoke at once: the next request with the key gets 401 (keys are not cached). Returns
+    the key's account and mode, which the audit record names."""
+    revoked = connection.execute(
         api_keys.update()
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at_ns.is_(None))
         .values(revoked_at_ns=time.time_ns() if now_ns is None else now_ns)
-    )
-    if updated.rowcount != 1:
+        .returning(api_keys.c.tenant_id, api_keys.c.mode)
+    ).all()
+    if len(revoked) != 1:
         msg = f"no such active key: {key_id}"
         raise NotFoundError(msg)
+    return str(revoked[0].tenant_id), str(revoked[0].mode)
 
 
 def roll_key(

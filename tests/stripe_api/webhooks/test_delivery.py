@@ -26,6 +26,7 @@ import sqlalchemy as sa
 import stripe
 
 from farthing import worker
+from farthing.audit import AuditQuery, query
 from farthing.config import Settings
 from farthing.db.schema import (
     stripe_webhook_attempts,
@@ -430,6 +431,9 @@ def test_attempts_are_listed_and_events_resent(hook_server: Server, receiver: Re
     )
     assert _deliver(hook_server) == 1
     assert stripe.Webhook.construct_event(*receiver.received[-1], secret).id == event_id
+    (resent,) = query(hook_server.engine, AuditQuery(account=account.id, object_id=event_id))
+    assert (resent.record.action, resent.record.actor_kind) == ("events.resend", "operator")
+    assert resent.record.object_ids == (event_id, endpoint.id)
     stranger = new_account(hook_server)
     _cli(
         hook_server,
