@@ -279,22 +279,13 @@ def _pending_left(ctx: Context, charge: objects.ObjectRow) -> int:
         ),
     ]  # fmt: skip
     if charge["transfer_id"] is not None:
-        members.append(
-            transactions.c.id.in_(
-                sa.select(transfers.c.balance_transaction_id).where(
-                    transfers.c.tenant_id == tenant_id, transfers.c.mode == mode,
-                    transfers.c.id == charge["transfer_id"],
-                )
-            )
-        )  # fmt: skip
-        members.append(
-            transactions.c.id.in_(
-                sa.select(reversals.c.balance_transaction_id).where(
-                    reversals.c.tenant_id == tenant_id, reversals.c.mode == mode,
-                    reversals.c.transfer_id == charge["transfer_id"],
-                )
-            )
-        )  # fmt: skip
+        # The transfer's own line, and its reversals' (each row names the transfer).
+        for table, names_it in ((transfers, transfers.c.id), (reversals, reversals.c.transfer_id)):
+            rows = sa.select(table.c.balance_transaction_id).where(
+                table.c.tenant_id == tenant_id, table.c.mode == mode,
+                names_it == charge["transfer_id"],
+            )  # fmt: skip
+            members.append(transactions.c.id.in_(rows))
     left = ctx.connection.execute(
         sa.select(sa.func.coalesce(sa.func.sum(transactions.c.net), 0)).where(
             transactions.c.tenant_id == tenant_id,
