@@ -218,24 +218,8 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     settled = settled or _pending_left(ctx, charge) < amount - fee_back
     source = available_account(tenant, currency) if settled else pending_account(tenant, currency)
     movement.involve(tenant, currency)
-    events = []
-    if amount - fee_back > 0:
-        events.append(
-            TransferEvent(
-                id=f"{refund_id}.refund", debit_account_id=source,
-                credit_account_id=card_network_account(currency),
-                amount_minor=amount - fee_back, code=TransferCode.refund,
-            )
-        )  # fmt: skip
-    if fee_back > 0:
-        events.append(
-            TransferEvent(
-                id=f"{refund_id}.fee_return", debit_account_id=fees_account(currency),
-                credit_account_id=card_network_account(currency),
-                amount_minor=fee_back, code=TransferCode.fee_return,
-            )
-        )  # fmt: skip
-    movement.add(*chain(events))  # The refund and the fee return: both or neither.
+    # The refund and the fee return: both or neither.
+    movement.add(*chain(_refund_events(refund_id, source, currency, amount, fee_back)))
     txn_id = record(
         ctx.connection,
         ctx.scope,
@@ -262,6 +246,30 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
         shortage += " With reverse_transfer, the connected account's balance counts too."
     require_done(movement.post(ctx.connection), message=shortage)
     return row
+
+
+def _refund_events(
+    refund_id: str, source: str, currency: str, amount: int, fee_back: int
+) -> list[TransferEvent]:
+    """The merchant pays the refund less the fee Farthing returns; Farthing pays that fee."""
+    events = []
+    if amount - fee_back > 0:
+        events.append(
+            TransferEvent(
+                id=f"{refund_id}.refund", debit_account_id=source,
+                credit_account_id=card_network_account(currency),
+                amount_minor=amount - fee_back, code=TransferCode.refund,
+            )
+        )  # fmt: skip
+    if fee_back > 0:
+        events.append(
+            TransferEvent(
+                id=f"{refund_id}.fee_return", debit_account_id=fees_account(currency),
+                credit_account_id=card_network_account(currency),
+                amount_minor=fee_back, code=TransferCode.fee_return,
+            )
+        )  # fmt: skip
+    return events
 
 
 def _pending_left(ctx: Context, charge: objects.ObjectRow) -> int:
