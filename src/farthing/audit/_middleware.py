@@ -111,6 +111,10 @@ def _header(scope: asgi.Scope, name: bytes) -> str | None:
     return None
 
 
+# Where the answered object's id is the client's (the native ledger API), not one of ours.
+CLIENT_CHOSEN_IDS_PREFIX = "/ledger/"
+
+
 def _object_ids(scope: asgi.Scope, body: bytes) -> tuple[str, ...]:
     ids: list[str] = []
     for value in (scope.get("path_params") or {}).values():
@@ -123,10 +127,6 @@ def _object_ids(scope: asgi.Scope, body: bytes) -> tuple[str, ...]:
     if answered is not None and answered not in ids:
         ids.append(answered)
     return tuple(ids[:OBJECT_IDS_COUNT_MAX])
-
-
-# Where the answered object's id is the client's (the native ledger API), not one of ours.
-CLIENT_CHOSEN_IDS_PREFIX = "/ledger/"
 
 
 def _answered_id(body: bytes) -> str | None:

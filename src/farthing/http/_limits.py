@@ -1,4 +1,5 @@
-"""Request body size guard (pure ASGI, so an oversized body is refused before it is buffered)."""
+"""Request body size guard (pure ASGI, so an oversized body is refused before it is buffered),
+and the bounded integer parse that every number from a request goes through."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit"]
+__all__ = ["BodySizeLimit", "bounded_int"]
 
 
 class BodySizeLimit:
@@ -77,9 +78,22 @@ class BodySizeLimit:
 
 
 def _within(declared: bytes, limit: int) -> bool:
-    """A Content-Length of digits at most ``limit``; int() never sees more than a few digits
-    (it refuses over 4300, leading zeros included)."""
-    significant = declared.lstrip(b"0")
-    if not declared.isdigit() or len(significant) > len(str(limit)):
-        return False
-    return int(significant or b"0") <= limit
+    """A Content-Length of digits at most ``limit``."""
+    return declared.isdigit() and bounded_int(declared.decode("ascii"), 0, limit) is not None
+
+
+def bounded_int(text: str, low: int, high: int) -> int | None:
+    """A decimal integer (ASCII digits, an optional leading ``-``) within ``low..high``, else
+    None. A text with more digits than the bounds is out of range without ``int()``, which
+    refuses more than 4300 digits (an error that would surface as a 500)."""
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdecimal()):
+        return None
+    significant = digits.lstrip("0")
+    if len(significant) > max(len(str(low)), len(str(high))):
+        return None
+    # Only the significant digits go to int(): leading zeros count towards its limit too.
+    number = int(significant or "0")
+    if text.startswith("-"):
+        number = -number
+    return number if low <= number <= high else None

@@ -38,11 +38,15 @@ def check_paths(scope: Partition, paths: Sequence[str]) -> None:
             _readable(scope, field, path)
 
 
-def _readable(scope: Partition, field: str, path: str) -> Loader:
+def _registered(field: str, path: str) -> tuple[str, Loader]:
     registered = _LOADERS.get(field)
     if registered is None:
         raise invalid(f"This property cannot be expanded ({path}).", "expand")
-    resource, loader = registered
+    return registered
+
+
+def _readable(scope: Partition, field: str, path: str) -> Loader:
+    resource, loader = _registered(field, path)
     if not scope.may_read(resource):
         raise insufficient_permissions(
             f"The provided key does not have the required permissions to expand {path}.",
@@ -91,7 +95,6 @@ def list_paths(paths: Sequence[str]) -> tuple[str, ...]:
             raise invalid(f"This property cannot be expanded ({path}).", "expand")
         field = path.removeprefix("data.")
         for part in field.split("."):
-            if part not in _LOADERS:
-                raise invalid(f"This property cannot be expanded ({path}).", "expand")
+            _registered(part, path)
         fields.append(field)
     return tuple(fields)

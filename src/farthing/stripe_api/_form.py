@@ -13,6 +13,7 @@ from typing import TypeAlias
 from urllib.parse import parse_qsl
 
 from farthing.http._errors import ApiError
+from farthing.http._limits import bounded_int
 
 __all__ = [
     "FORM_DEPTH_MAX",
@@ -20,7 +21,6 @@ __all__ = [
     "FORM_KEY_BYTES_MAX",
     "FORM_LIST_LENGTH_MAX",
     "FormValue",
-    "bounded_int",
     "parse_form",
 ]
 
@@ -136,20 +136,3 @@ def _convert(node: _Node | str, param: str) -> FormValue:
             raise _invalid(f"List indexes of {param!r} must count from 0 without gaps.", param)
         return [_convert(node[index], param) for index in indexes]
     return {str(name): _convert(child, param or str(name)) for name, child in node.items()}
-
-
-def bounded_int(text: str, low: int, high: int) -> int | None:
-    """A decimal integer (ASCII digits, an optional leading ``-``) within ``low..high``, else
-    None. A text with more digits than the bounds is out of range without ``int()``, which
-    refuses more than 4300 digits (an error that would surface as a 500)."""
-    digits = text.removeprefix("-")
-    if not (digits.isascii() and digits.isdecimal()):
-        return None
-    significant = digits.lstrip("0")
-    if len(significant) > max(len(str(low)), len(str(high))):
-        return None
-    # Only the significant digits go to int(): leading zeros count towards its limit too.
-    number = int(significant or "0")
-    if text.startswith("-"):
-        number = -number
-    return number if low <= number <= high else None

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._form import FormValue, bounded_int
+from farthing.http._limits import bounded_int
+from farthing.stripe_api._form import FormValue
 
 __all__ = [
     "LIST_LIMIT_DEFAULT",

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from farthing.http._errors import ApiError
+from farthing.http._limits import bounded_int
 from farthing.ledger import is_currency
-from farthing.stripe_api._form import FormValue, bounded_int
+from farthing.stripe_api._form import FormValue
 from farthing.stripe_api._request import Params, unknown_param
 
 __all__ = [

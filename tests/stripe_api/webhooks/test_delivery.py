@@ -139,15 +139,18 @@ def _deliver(server: Server, now_ns: int | None = None, *, loopback: bool = True
     return deliver_due(server.engine, VAULT, allow_loopback=loopback, now_ns=now_ns)
 
 
-def _statuses(server: Server, account: Account) -> list[str]:
+def _column_of(server: Server, account: Account, column: sa.Column[Any]) -> list[Any]:
+    """One column of the account's rows of the column's table (deliveries or attempts)."""
     with server.engine.connect() as connection:
         return list(
             connection.execute(
-                sa.select(stripe_webhook_deliveries.c.status).where(
-                    stripe_webhook_deliveries.c.tenant_id == account.id
-                )
+                sa.select(column).where(column.table.c.tenant_id == account.id)
             ).scalars()
         )
+
+
+def _statuses(server: Server, account: Account) -> list[str]:
+    return _column_of(server, account, stripe_webhook_deliveries.c.status)
 
 
 def test_deliveries_are_signed_like_stripe(hook_server: Server, receiver: Receiver) -> None:
@@ -533,14 +536,7 @@ def _named_hook(server: Server, receiver: Receiver) -> Account:
 
 
 def _attempt_errors(server: Server, account: Account) -> list[str | None]:
-    with server.engine.connect() as connection:
-        return list(
-            connection.execute(
-                sa.select(stripe_webhook_attempts.c.error).where(
-                    stripe_webhook_attempts.c.tenant_id == account.id
-                )
-            ).scalars()
-        )
+    return _column_of(server, account, stripe_webhook_attempts.c.error)
 
 
 def test_a_delivery_connects_to_the_address_it_checked(hook_server: Server) -> None:

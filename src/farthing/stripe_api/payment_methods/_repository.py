@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from farthing.db.schema import stripe_payment_methods as methods
-from farthing.stripe_api._lists import CreatedFilter, TableList
+from farthing.stripe_api._lists import TableList
 from farthing.stripe_api._request import Partition
 
 __all__ = ["Filters", "PaymentMethodRow", "decode", "insert", "listing", "load", "update"]
@@ -124,7 +124,6 @@ def update(connection: sa.Connection, scope: Partition, row: PaymentMethodRow) -
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    created: CreatedFilter
     customer_id: str | None
     type: str | None
 

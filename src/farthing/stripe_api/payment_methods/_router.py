@@ -119,7 +119,7 @@ async def _list(
     if kind is not None and (not isinstance(kind, str) or len(kind) > TYPE_LENGTH_MAX):
         raise invalid(f"type is a string of at most {TYPE_LENGTH_MAX} characters.", "type")
     query = parse_list_query(params)
-    filters = Filters(created=query.created, customer_id=customer_id, type=kind)
+    filters = Filters(customer_id=customer_id, type=kind)
 
     def read() -> dict[str, Any]:
         with engine_of(request).connect() as connection:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from farthing.http._errors import ApiError
-from farthing.stripe_api._form import FormValue, bounded_int
+from farthing.http._limits import bounded_int
+from farthing.stripe_api._form import FormValue
 from farthing.stripe_api._params import MetadataChange, parse_metadata
 from farthing.stripe_api._request import Params, unknown_param
 from farthing.stripe_api.test_cards import brand_of

@@ -10,9 +10,10 @@ from starlette.responses import JSONResponse
 
 from farthing.db.schema import stripe_external_accounts as banks
 from farthing.db.schema import stripe_payouts as payouts
+from farthing.http._limits import bounded_int
 from farthing.stripe_api import _objects as objects
 from farthing.stripe_api._expand import expand, list_paths
-from farthing.stripe_api._form import FormValue, bounded_int
+from farthing.stripe_api._form import FormValue
 from farthing.stripe_api._idempotency import hide_secrets
 from farthing.stripe_api._lists import ID_LENGTH_MAX, TIMESTAMP_MAX, parse_list_query
 from farthing.stripe_api._params import Reader, invalid

@@ -43,9 +43,8 @@ def _load(connection: sa.Connection, scope: Partition, refund_id: str) -> dict[s
     return None if row is None else service.refund_object(row, livemode=scope.livemode)
 
 
-register(
-    "source_refund", _load, resource="refunds"
-)  # A transfer reversal's refund (reverse_transfer).
+# A transfer reversal's refund (reverse_transfer).
+register("source_refund", _load, resource="refunds")
 
 
 @router.post("/refunds", responses=_ERRORS, openapi_extra=FORM_BODY)

@@ -202,9 +202,9 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     movement: Movement,
 ) -> objects.ObjectRow:
     currency, tenant = charge["currency"], ctx.scope.tenant_id
-    # Settle first: it locks every due transaction in the order any settlement does, the
-    # charge's among them when due. Locking the charge's first would deadlock with a settlement
-    # that holds an earlier due one and waits for it (PostgreSQL aborted one of the two).
+    # Settle first: it takes the account's settlement turn before the charge's row is locked.
+    # Locking the charge's first would deadlock with a settlement holding the turn and waiting
+    # for that row (PostgreSQL aborted one of the two).
     settle_due(ctx.connection, movement, ctx.scope, now_s=ctx.now_s)
     # Locked: a settlement running now could move it from pending to available under us.
     charge_txn = objects.load(
@@ -214,9 +214,10 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
     # From pending only what the charge itself still holds there. A destination charge's
     # transfer line took most of it: borrowing the rest from other charges' pending funds left
     # this charge's group negative, and no settlement could go through until it came due too.
-    settled = charge_txn["status"] == "available"
-    settled = settled or _pending_left(ctx, charge) < amount - fee_back
-    source = available_account(tenant, currency) if settled else pending_account(tenant, currency)
+    from_available = charge_txn["status"] == "available"
+    from_available = from_available or _pending_left(ctx, charge) < amount - fee_back
+    account = available_account if from_available else pending_account
+    source = account(tenant, currency)
     movement.involve(tenant, currency)
     # The refund and the fee return: both or neither.
     movement.add(*chain(_refund_events(refund_id, source, currency, amount, fee_back)))
@@ -228,10 +229,10 @@ def _record(  # noqa: PLR0913 - the refund's parts, each named
             fee_details=(("stripe_fee", -fee_back, "Farthing processing fees returned"),)
             if fee_back else (),
             type="refund", reporting_category="refund", source_id=refund_id,
-            available_on=ctx.now_s if settled else charge_txn["available_on"],
+            available_on=ctx.now_s if from_available else charge_txn["available_on"],
         ),
         now_s=ctx.now_s,
-        available=settled,
+        available=from_available,
     )  # fmt: skip
     row: objects.ObjectRow = {
         "id": refund_id, "created": ctx.now_s, "metadata": merge_metadata({}, fields.metadata),

@@ -47,9 +47,8 @@ def _load_reversal(
     return None if row is None else service.reversal_object(row, livemode=scope.livemode)
 
 
-register(
-    "transfer_reversal", _load_reversal, resource="transfers"
-)  # A refund's reversal (reverse_transfer).
+# A refund's reversal (reverse_transfer).
+register("transfer_reversal", _load_reversal, resource="transfers")
 
 
 @router.post("/transfers", responses=_ERRORS, openapi_extra=FORM_BODY)
