@@ -3,6 +3,11 @@
 Who comes from the key the authentication dependency put in the request's state (its id, never
 the secret); what is the method and the route's template (never the raw path, which a client
 controls) plus the ids in the path and the id of the object answered; where is the peer address.
+
+The trail fails closed. A record that cannot be appended (the database refuses, the head row is
+gone) is kept in memory, and until it is written every new request is refused with 503
+``audit_unavailable`` before it runs: at most the requests in flight at the moment of the failure
+act while the trail is down, and their records are written first once it accepts records again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import orjson
 from starlette import types as asgi
+from starlette.responses import JSONResponse
 
 from farthing.audit._record import (
     OBJECT_IDS_COUNT_MAX,
@@ -25,9 +31,10 @@ from farthing.audit._record import (
     safe_id,
     safe_text,
 )
+from farthing.audit._store import APPEND_BATCH_SIZE_MAX
 from farthing.audit._writer import AuditWriter
 
-__all__ = ["AUDIT_KEY_STATE", "REQUEST_ID_STATE", "AuditMiddleware"]
+__all__ = ["AUDIT_KEY_STATE", "REQUEST_ID_STATE", "UNWRITTEN_RECORDS_MAX", "AuditMiddleware"]
 
 # Names in the request's state (scope["state"]) that other layers fill in.
 AUDIT_KEY_STATE = "audit_key"
@@ -35,6 +42,12 @@ REQUEST_ID_STATE = "request_id"
 # Bodies larger than this are not parsed for the answered object's id.
 ID_SNIFF_BYTES_MAX = 64 * 1024
 UNAUDITED_PATHS = frozenset({"/openapi.json"})
+# Records kept while the trail cannot be written. Those of requests that ran are always kept (no
+# request runs while any is kept, so they number at most the requests in flight at the failure);
+# those of the 503 refusals meanwhile, which changed nothing, only while there is room.
+UNWRITTEN_RECORDS_MAX = 10_000
+# While the trail is down, at most one attempt to write the kept records per interval.
+RETRY_INTERVAL_S = 0.5
 _log = logging.getLogger("farthing.audit")
 
 
@@ -42,10 +55,16 @@ class AuditMiddleware:
     def __init__(self, app: asgi.ASGIApp, *, writer: AuditWriter) -> None:
         self._app = app
         self._writer = writer
+        self._unwritten: list[AuditRecord] = []
+        self._retry_lock = asyncio.Lock()
+        self._retry_after = 0.0  # time.monotonic() before which no retry is made
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
             await self._app(scope, receive, send)
+            return
+        if self._unwritten and not await self._write_unwritten():
+            await self._refuse(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         status = 0
@@ -69,15 +88,46 @@ class AuditMiddleware:
     async def _record(
         self, scope: asgi.Scope, state: dict[str, Any], status: int, body: bytes
     ) -> None:
+        record = _record_of(scope, state, status, body)
         try:
-            record = _record_of(scope, state, status, body)
             future = self._writer.try_submit(record)
             if future is None:  # Queue full: write in a worker thread (back-pressure, no loss).
                 await asyncio.to_thread(self._writer.write_now, [record])
             else:
                 await asyncio.wrap_future(future)
         except Exception:  # noqa: BLE001 - the request's own effects are committed already
-            _log.exception("audit record not written (status %s)", status)
+            _log.exception("audit record not written (status %s); refusing requests", status)
+            self._unwritten.append(record)  # Written first once the trail accepts records.
+
+    async def _write_unwritten(self) -> bool:
+        """Write the kept records, oldest first; True once none is left."""
+        async with self._retry_lock:
+            while self._unwritten:
+                if time.monotonic() < self._retry_after:
+                    return False
+                batch = self._unwritten[:APPEND_BATCH_SIZE_MAX]
+                try:
+                    await asyncio.to_thread(self._writer.write_now, batch)
+                except Exception:  # noqa: BLE001 - still down: keep refusing
+                    _log.exception("audit trail still unwritable (%d kept)", len(self._unwritten))
+                    self._retry_after = time.monotonic() + RETRY_INTERVAL_S
+                    return False
+                del self._unwritten[: len(batch)]
+                _log.warning("audit trail writable again: %d kept records written", len(batch))
+            return True
+
+    async def _refuse(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        """503 before the request runs; its record is kept with the others, while there is room."""
+        error = {
+            "type": "api_error",
+            "code": "audit_unavailable",
+            "message": "The API is temporarily unavailable. Retry the request shortly.",
+        }
+        response = JSONResponse({"error": error}, status_code=503, headers={"Retry-After": "1"})
+        await response(scope, receive, send)
+        if len(self._unwritten) < UNWRITTEN_RECORDS_MAX:
+            state: dict[str, Any] = scope.setdefault("state", {})
+            self._unwritten.append(_record_of(scope, state, 503, b""))
 
 
 def _record_of(scope: asgi.Scope, state: dict[str, Any], status: int, body: bytes) -> AuditRecord:

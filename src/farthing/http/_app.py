@@ -136,8 +136,8 @@ _ANY_OPERATION = {
     "401": "Missing or invalid API key",
     "413": "Body too large",
     "429": "Too many requests for this API key (rate_limit_error)",
-    "503": "Temporarily unavailable (overloaded, or the shared rate limiter is unreachable); "
-    "retry with backoff",
+    "503": "Temporarily unavailable (overloaded, the shared rate limiter is unreachable, or the "
+    "audit trail cannot be written); retry with backoff",
 }
 _LEDGER_OPERATION = {"403": "A restricted key: the ledger API needs a secret key"}
 _V1_OPERATION = {
