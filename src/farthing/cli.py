@@ -627,12 +627,14 @@ def verify(
         str | None, typer.Option(help="SEQ:MAC recorded earlier; catches truncation")
     ] = None,
 ) -> None:
-    """Prove the ledger's integrity; exit 0 only if it holds."""
+    """Prove the ledger's integrity, and that the /v1 money rows agree with it; exit 0 only if
+    both hold."""
     from rich.progress import Progress  # noqa: PLC0415
 
     from farthing.config import Settings  # noqa: PLC0415
     from farthing.db.engine import open_initialised  # noqa: PLC0415
     from farthing.ledger_service import LedgerService  # noqa: PLC0415
+    from farthing.stripe_api.payments import PaymentsLedger, check_payments  # noqa: PLC0415
 
     expected = None if expect_head is None else _parse_head(expect_head)
     settings = Settings.from_env(database_url=database_url)
@@ -646,6 +648,12 @@ def verify(
                 expect_head=expected,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
+            bar.update(task, description="checking payments", completed=0, total=None)
+            partitions = check_payments(
+                engine,
+                PaymentsLedger(service),
+                progress=lambda done: bar.update(task, completed=done),
+            )
     except FarthingError as error:
         _err(f"FAILED: {error}")
         raise typer.Exit(1) from None
@@ -655,6 +663,7 @@ def verify(
         f"ok: {report.entries} journal entries, {report.accounts} accounts, "
         f"{report.transfers} transfers; head {report.head_seq}:{report.head_mac}"
     )
+    _err(f"ok: payments of {partitions} accounts and modes agree with the ledger")
 
 
 @bench_app.command("ledger")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -16,7 +17,7 @@ import stripe
 
 from farthing.ledger_service import LedgerService
 from farthing.stripe_api._request import Partition
-from farthing.stripe_api.payments import PaymentsLedger, reconcile
+from farthing.stripe_api.payments import PaymentsLedger, check_partition
 from tests.conftest import JOURNAL_KEY
 from tests.http import conftest as http_conftest
 from tests.http.conftest import Server, new_tenant, serving
@@ -29,17 +30,23 @@ def server_env_with(**variables: str) -> dict[str, str]:
     return http_conftest.server_env() | variables
 
 
+@contextlib.contextmanager
+def serving_v1(kind: str, directory: Path) -> Iterator[Server]:
+    """`farthing serve` with the card vault's key, on a new database of ``kind``."""
+    # tests/http's environment (shared by the ledger suite) has no vault key, so the /v1 servers
+    # start with one added. Popen copies the environment at start-up.
+    env = server_env_with(FARTHING_VAULT_KEY=VAULT_KEY.hex())
+    with contextlib.ExitStack() as stack:
+        with mock.patch.object(http_conftest, "server_env", return_value=env):
+            started = stack.enter_context(serving(kind, directory))
+        yield started
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def v1_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    # The card vault needs its key; tests/http's environment (shared by the ledger suite) has
-    # none, so the /v1 servers start with one added. Popen copies the environment at start-up.
-    env = server_env_with(FARTHING_VAULT_KEY=VAULT_KEY.hex())
-    directory = tmp_path_factory.mktemp(f"v1-{request.param}")
-    with contextlib.ExitStack() as stack:
-        with mock.patch.object(http_conftest, "server_env", return_value=env):
-            started = stack.enter_context(serving(request.param, directory))
+    with serving_v1(request.param, tmp_path_factory.mktemp(f"v1-{request.param}")) as started:
         yield started
 
 
@@ -75,14 +82,14 @@ def account(v1_server: Server) -> Account:
 
 
 def assert_consistent(server: Server, *scopes: Partition) -> None:
-    """The ledger verifies (hash chain, balances, holds) and each scope's balance transactions
-    add up to its balances in the payments ledger."""
+    """The ledger verifies (hash chain, balances, holds) and each scope's /v1 money rows agree
+    with one another and with the payments ledger (what `farthing verify` checks)."""
     ledger = LedgerService(server.engine, journal_key=JOURNAL_KEY)
     ledger.verify()
     payments_ledger = PaymentsLedger(ledger)
     with server.engine.connect() as connection:
         for scope in scopes:
-            reconcile(connection, payments_ledger, scope)
+            check_partition(connection, payments_ledger, scope)
 
 
 def scope_of(account: Account, mode: str = "test") -> Partition:

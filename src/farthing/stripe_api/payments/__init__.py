@@ -13,6 +13,7 @@ from farthing.stripe_api.payments._balance import (
     settle_due,
 )
 from farthing.stripe_api.payments._context import Payments, payments_of
+from farthing.stripe_api.payments._integrity import check_partition, check_payments, partitions
 from farthing.stripe_api.payments._ledger import (
     Movement,
     PaymentsLedger,
@@ -49,9 +50,12 @@ __all__ = [
     "bank_account",
     "card_network_account",
     "chain",
+    "check_partition",
+    "check_payments",
     "fees_account",
     "insufficient_funds",
     "ledger_balance",
+    "partitions",
     "payments_of",
     "pending_account",
     "reconcile",
