@@ -116,14 +116,14 @@ def service(engine: sa.Engine) -> LedgerService:
 def ledger_id(engine: sa.Engine) -> int:
     """The test-mode ledger of a new tenant."""
     with engine.begin() as connection:
-        tenant = create_tenant(connection, name="test tenant")
+        tenant = create_tenant(connection, name="test tenant", journal_key=JOURNAL_KEY)
         return ledger_id_for(connection, tenant, Mode.test)
 
 
 def new_key(engine: sa.Engine, *, mode: Mode = Mode.test) -> tuple[str, int]:
     """A new tenant with a secret key; returns (secret, ledger id)."""
     with engine.begin() as connection:
-        tenant = create_tenant(connection, name="key tenant")
+        tenant = create_tenant(connection, name="key tenant", journal_key=JOURNAL_KEY)
         secret = create_key(connection, tenant_id=tenant, mode=mode)
         return secret, ledger_id_for(connection, tenant, mode)
 

@@ -151,7 +151,11 @@ def test_init_without_a_key_creates_a_private_key_file(tmp_path: Path) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            ledger_id = ledger_id_for(connection, create_tenant(connection, name="k"), Mode.test)
+            ledger_id = ledger_id_for(
+                connection,
+                create_tenant(connection, name="k", journal_key=bytes.fromhex(key)),
+                Mode.test,
+            )
         _populate(LedgerService(engine, journal_key=bytes.fromhex(key)), ledger_id)
     finally:
         engine.dispose()
@@ -394,7 +398,7 @@ def test_verify_names_what_was_tampered_with(sqlite_url: str, tampering: str) ->
     engine = create_engine(sqlite_url)
     try:
         with engine.begin() as connection:
-            tenant = create_tenant(connection, name="verify")
+            tenant = create_tenant(connection, name="verify", journal_key=JOURNAL_KEY)
             ledger_id = ledger_id_for(connection, tenant, Mode.test)
         _populate(LedgerService(engine, journal_key=JOURNAL_KEY), ledger_id)
         statement, message = TAMPERING[tampering]
@@ -411,7 +415,9 @@ def test_verify_fails_with_another_key_or_an_unexpected_head(
     engine = create_engine(sqlite_url)
     try:
         with engine.begin() as connection:
-            ledger_id = ledger_id_for(connection, create_tenant(connection, name="v"), Mode.test)
+            ledger_id = ledger_id_for(
+                connection, create_tenant(connection, name="v", journal_key=JOURNAL_KEY), Mode.test
+            )
         _populate(LedgerService(engine, journal_key=JOURNAL_KEY), ledger_id)
     finally:
         engine.dispose()

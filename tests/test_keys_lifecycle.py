@@ -25,6 +25,7 @@ from farthing.auth import (
 )
 from farthing.db.engine import begin_write
 from farthing.db.schema import api_keys
+from tests.conftest import JOURNAL_KEY
 from tests.http.conftest import Server, key_id_of, serving
 from tests.test_cli import farthing, only_line
 
@@ -63,7 +64,7 @@ def _expires_at_ns(server: Server, key_id: str) -> int | None:
 def _restricted_key(server: Server) -> tuple[str, str]:
     """(tenant, restricted key that may write customers and nothing else)."""
     with begin_write(server.engine) as connection:
-        tenant = create_tenant(connection, name="rolling tenant")
+        tenant = create_tenant(connection, name="rolling tenant", journal_key=JOURNAL_KEY)
         secret = create_key(
             connection, tenant_id=tenant, mode=Mode.test, permissions={"customers": "write"}
         )
@@ -108,7 +109,7 @@ def test_a_rolled_key_works_until_it_expires_and_its_successor_keeps_the_grant(
 
 def test_roll_with_no_overlap_and_revoke_apply_to_the_very_next_request(server: Server) -> None:
     with begin_write(server.engine) as connection:
-        tenant = create_tenant(connection, name="revoking tenant")
+        tenant = create_tenant(connection, name="revoking tenant", journal_key=JOURNAL_KEY)
         first = create_key(connection, tenant_id=tenant, mode=Mode.live)
     first_id = key_id_of(server.engine, first)
     assert _status(server, first) == 200  # Warm whatever a server could cache.
@@ -132,7 +133,7 @@ def test_roll_with_no_overlap_and_revoke_apply_to_the_very_next_request(server: 
 def test_keys_list_shows_every_key_of_an_account_and_no_secret(server: Server) -> None:
     _tenant, restricted = _restricted_key(server)
     with begin_write(server.engine) as connection:
-        tenant = create_tenant(connection, name="listed tenant")
+        tenant = create_tenant(connection, name="listed tenant", journal_key=JOURNAL_KEY)
         secrets = [create_key(connection, tenant_id=tenant, mode=mode) for mode in Mode]
     ids = [key_id_of(server.engine, secret) for secret in secrets]
     rolled = only_line(_cli(server, "keys", "roll", ids[0], "--expires-in", "0")[0])
@@ -164,7 +165,7 @@ def test_roll_on_an_injected_clock(engine: sa.Engine) -> None:
     lengthens its life; the new key has no expiry."""
     now_ns = 1_900_000_000 * NS
     with begin_write(engine) as connection:
-        tenant = create_tenant(connection, name="clock tenant")
+        tenant = create_tenant(connection, name="clock tenant", journal_key=JOURNAL_KEY)
         old = create_key(connection, tenant_id=tenant, mode=Mode.test)
         old_id = key_id_of_in(connection, old)
         new = roll_key(connection, old_id, expires_in_s=3600, now_ns=now_ns)

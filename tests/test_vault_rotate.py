@@ -43,6 +43,7 @@ from farthing.vault import (
     key_id_of,
     write_key_file,
 )
+from tests.conftest import JOURNAL_KEY
 from tests.http import conftest as http_conftest
 from tests.http.conftest import Server, new_tenant, running_server, serving
 from tests.stripe_api.conftest import server_env_with
@@ -141,7 +142,7 @@ def test_a_vault_follows_its_key_file(tmp_path: Path) -> None:
 
 def _seed(engine: sa.Engine, vault: Vault, cards: int) -> Partition:
     with begin_write(engine) as connection:
-        tenant = create_tenant(connection, name="vault tenant")
+        tenant = create_tenant(connection, name="vault tenant", journal_key=JOURNAL_KEY)
         scope = Partition(tenant_id=tenant, mode=Mode.test.value, platform_id=tenant)
         for number in CARDS[:cards]:
             card = CardInput(number=number, exp_month=12, exp_year=2034)

@@ -105,9 +105,9 @@ class _Generator:
         )
 
 
-def _setup(service: LedgerService, accounts: int) -> int:
+def _setup(service: LedgerService, accounts: int, journal_key: bytes) -> int:
     with service.engine.begin() as connection:
-        tenant = create_tenant(connection, name="bench")
+        tenant = create_tenant(connection, name="bench", journal_key=journal_key)
         ledger_id = ledger_id_for(connection, tenant, Mode.test)
     ids = [f"a{index}" for index in range(accounts)]
     for start in range(0, accounts, BATCH_EVENTS_MAX):
@@ -212,7 +212,7 @@ def run_ledger_bench(  # noqa: PLR0913
     run_prefix = secrets.token_hex(4)
     results: list[BenchResult] = []
     try:
-        ledger_id = _setup(service, accounts)
+        ledger_id = _setup(service, accounts, settings.journal_key)
         print(f"created {accounts} accounts in ledger {ledger_id}", file=sys.stderr)
         generators = {
             name: _Generator(f"{run_prefix}-{name}-", accounts, hot=name.startswith("hot"))

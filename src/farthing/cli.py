@@ -99,7 +99,7 @@ def init(database_url: DatabaseUrl = None) -> None:
     try:
         upgrade(engine)
         with engine.begin() as connection:
-            tenant_id = ensure_default_tenant(connection)
+            tenant_id = ensure_default_tenant(connection, journal_key=settings.journal_key)
     finally:
         engine.dispose()
     _err(f"initialised {engine.url.render_as_string(hide_password=True)} (default {tenant_id})")
@@ -399,10 +399,11 @@ def accounts_create(
 
     if not 0 < len(name) <= 200:
         raise typer.BadParameter("1 to 200 characters", param_hint="--name")
-    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    settings = Settings.from_env(database_url=database_url)
+    engine = open_initialised(settings.database_url)
     try:
         with begin_write(engine) as connection:
-            tenant_id = create_tenant(connection, name=name)
+            tenant_id = create_tenant(connection, name=name, journal_key=settings.journal_key)
             _record_admin(
                 connection, action="accounts.create", object_ids=(tenant_id,), tenant_id=tenant_id
             )

@@ -186,7 +186,7 @@ class Tenant:
 
 def new_tenant(server: Server, name: str = "http tenant") -> Tenant:
     with server.engine.begin() as connection:
-        tenant_id = create_tenant(connection, name=name)
+        tenant_id = create_tenant(connection, name=name, journal_key=JOURNAL_KEY)
         test_secret = create_key(connection, tenant_id=tenant_id, mode=Mode.test)
         live_secret = create_key(connection, tenant_id=tenant_id, mode=Mode.live)
     return Tenant(tenant_id, test_secret, live_secret, server.client(test_secret))

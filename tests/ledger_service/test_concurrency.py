@@ -88,7 +88,9 @@ def sqlite_ledger(sqlite_url: str) -> Iterator[_Ledger]:
 def _ledger(url: str) -> Iterator[_Ledger]:
     engine = create_engine(url)
     with engine.begin() as connection:
-        ledger_id = ledger_id_for(connection, create_tenant(connection, name="race"), Mode.test)
+        ledger_id = ledger_id_for(
+            connection, create_tenant(connection, name="race", journal_key=JOURNAL_KEY), Mode.test
+        )
     try:
         yield _Ledger(url, engine, LedgerService(engine, journal_key=JOURNAL_KEY), ledger_id)
     finally:

@@ -138,7 +138,7 @@ def test_id_lookups_probe_the_unique_index_without_statistics(postgres_url: str)
             connection.exec_driver_sql("ANALYZE ledger_transfers")
             connection.exec_driver_sql("ANALYZE ledger_failed_transfers")
             connection.exec_driver_sql("ANALYZE ledger_accounts")
-            tenant = create_tenant(connection, name="plans")
+            tenant = create_tenant(connection, name="plans", journal_key=JOURNAL_KEY)
             ledger_id = ledger_id_for(connection, tenant, Mode.test)
         service = LedgerService(engine, journal_key=JOURNAL_KEY)
         limited = AccountEvent(

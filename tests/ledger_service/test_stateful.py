@@ -198,7 +198,7 @@ def ledger_machine(databases: FreshDatabases) -> type[RuleBasedStateMachine]:
             self.writers = [LedgerService(e, journal_key=JOURNAL_KEY) for e in self.engines]
             self.service = self.writers[0]
             with self.engines[0].begin() as connection:
-                tenant = create_tenant(connection, name="stateful")
+                tenant = create_tenant(connection, name="stateful", journal_key=JOURNAL_KEY)
                 self.ledger_ids = [
                     ledger_id_for(connection, tenant, Mode.test),
                     ledger_id_for(connection, tenant, Mode.live),

@@ -41,6 +41,7 @@ from farthing.db.schema import (
     ledger_journal_head,
     ledger_limit_changes,
     ledger_transfers,
+    ledgers,
 )
 from farthing.ledger import (
     AccountEvent,
@@ -182,6 +183,7 @@ _TABLES = (
     ledger_failed_transfers,
     ledger_journal,
     ledger_journal_head,
+    ledgers,
 )
 
 
@@ -208,7 +210,7 @@ def built_once(
         engine = create_engine(url)
         try:
             with engine.begin() as connection:
-                tenant = create_tenant(connection, name="tamper")
+                tenant = create_tenant(connection, name="tamper", journal_key=JOURNAL_KEY)
                 ledger_id = ledger_id_for(connection, tenant, Mode.test)
             service = LedgerService(engine, journal_key=JOURNAL_KEY)
             _build(service, ledger_id)
@@ -531,6 +533,34 @@ def account_history_count(connection: sa.Connection) -> str:
     return r"^account 'bob': stored history head"
 
 
+def _ledger_of(connection: sa.Connection) -> tuple[int, str]:
+    """The id and owner of the built ledger (the one holding account 'bob')."""
+    ledger_id = connection.execute(sa.select(a.c.ledger_id).where(a.c.id == "bob")).scalar_one()
+    tenant = connection.execute(
+        sa.select(ledgers.c.tenant_id).where(ledgers.c.id == ledger_id)
+    ).scalar_one()
+    return int(ledger_id), str(tenant)
+
+
+def ledger_modes_swapped(connection: sa.Connection) -> str:
+    """The tenant's test ledger becomes its live one and the other way round."""
+    test_id, tenant = _ledger_of(connection)
+    live_id = connection.execute(
+        sa.select(ledgers.c.id).where(
+            ledgers.c.tenant_id == tenant, ledgers.c.mode == "live", ledgers.c.purpose == "native"
+        )
+    ).scalar_one()
+    for ledger_id, mode in ((test_id, "swap"), (live_id, "test"), (test_id, "live")):
+        connection.execute(sa.update(ledgers).where(ledgers.c.id == ledger_id).values(mode=mode))
+    return rf"^ledger {min(test_id, live_id)}: owner {tenant} \w+ native does not match its seal"
+
+
+def ledger_deleted(connection: sa.Connection) -> str:
+    ledger_id, _tenant = _ledger_of(connection)
+    connection.execute(sa.delete(ledgers).where(ledgers.c.id == ledger_id))
+    return r"^account '[^']+' belongs to a ledger that does not exist"
+
+
 CASES: list[Any] = [
     transfer_amount,
     transfer_balance_snapshot,
@@ -563,6 +593,8 @@ CASES: list[Any] = [
     transfer_history_link,
     account_history_head,
     account_history_count,
+    ledger_modes_swapped,
+    ledger_deleted,
 ]
 
 
@@ -621,6 +653,7 @@ _TARGETS = (
     _Target(ledger_journal_head, "id", ("seq", "mac")),
     # expires_at_ns of holds is a known gap (test_edit_is_detected_and_named[hold_expiry]).
     _Target(ledger_holds, "transfer_ts", ("state",)),
+    _Target(ledgers, "id", tuple(c.name for c in ledgers.columns)),
 )
 _CURRENCIES = ("USD", "EUR", "GBP", "JPY")
 
@@ -751,7 +784,9 @@ def test_failed_verify_closes_its_cursors(pg_built: LedgerService) -> None:
 def _built_service(url: str) -> Iterator[LedgerService]:
     engine = create_engine(url)
     with engine.begin() as connection:
-        ledger_id = ledger_id_for(connection, create_tenant(connection, name="t"), Mode.test)
+        ledger_id = ledger_id_for(
+            connection, create_tenant(connection, name="t", journal_key=JOURNAL_KEY), Mode.test
+        )
     service = LedgerService(engine, journal_key=JOURNAL_KEY)
     _build(service, ledger_id)
     yield service

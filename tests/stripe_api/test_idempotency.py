@@ -19,7 +19,7 @@ from farthing.http._errors import ApiError
 from farthing.stripe_api import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_TTL_NS, _idempotency
 from farthing.stripe_api._idempotency import IDEMPOTENCY_CLAIM_TIMEOUT_NS, run_idempotent
 from farthing.stripe_api._request import Partition
-from tests.conftest import waiting_on_a_lock
+from tests.conftest import JOURNAL_KEY, waiting_on_a_lock
 from tests.http.conftest import Server, assert_error, poll_until
 from tests.stripe_api.conftest import Account, new_account
 
@@ -267,7 +267,7 @@ def test_a_takeover_never_deletes_a_result_that_is_committing(
 
     try:
         with begin_write(engine) as connection:
-            tenant = create_tenant(connection, name="idem")
+            tenant = create_tenant(connection, name="idem", journal_key=JOURNAL_KEY)
         scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
         made: list[str] = []
 

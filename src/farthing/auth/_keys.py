@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from farthing._errors import FarthingError, NotFoundError
 from farthing.db.schema import api_keys, ledgers, tenants
+from farthing.ledger import owner_mac
 
 __all__ = [
     "ACCESS_LEVELS",
@@ -161,8 +162,11 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_tenant(connection: sa.Connection, *, name: str, is_default: bool = False) -> str:
-    """A new top-level account (merchant) with a test and a live ledger."""
+def create_tenant(
+    connection: sa.Connection, *, name: str, journal_key: bytes, is_default: bool = False
+) -> str:
+    """A new top-level account (merchant) with its native and payments ledgers in each mode,
+    each sealed to its owner under the journal key (``farthing verify`` checks the seals)."""
     assert 0 < len(name) <= TENANT_NAME_LENGTH_MAX
     tenant_id = _new_id("acct_")
     connection.execute(
@@ -172,10 +176,23 @@ def create_tenant(connection: sa.Connection, *, name: str, is_default: bool = Fa
     )
     for mode in Mode:
         for purpose in (NATIVE, PAYMENTS):
-            connection.execute(
-                ledgers.insert().values(tenant_id=tenant_id, mode=mode.value, purpose=purpose)
-            )
+            _create_ledger(connection, journal_key, tenant_id, mode.value, purpose)
     return tenant_id
+
+
+def _create_ledger(
+    connection: sa.Connection, journal_key: bytes, tenant_id: str, mode: str, purpose: str
+) -> None:
+    # The id is the database's, so the seal is written once the row has it.
+    owner = {"tenant_id": tenant_id, "mode": mode, "purpose": purpose}
+    ledger_id = connection.execute(
+        ledgers.insert().values(owner_mac="", **owner).returning(ledgers.c.id)
+    ).scalar_one()
+    mac = owner_mac(journal_key, ledger_id=ledger_id, **owner)
+    sealed = connection.execute(
+        ledgers.update().where(ledgers.c.id == ledger_id).values(owner_mac=mac)
+    )
+    assert sealed.rowcount == 1
 
 
 def create_connected_tenant(
@@ -205,11 +222,11 @@ def default_tenant_id(connection: sa.Connection) -> str | None:
     ).scalar_one_or_none()
 
 
-def ensure_default_tenant(connection: sa.Connection) -> str:
+def ensure_default_tenant(connection: sa.Connection, *, journal_key: bytes) -> str:
     existing = default_tenant_id(connection)
     if existing is not None:
         return existing
-    return create_tenant(connection, name="Default", is_default=True)
+    return create_tenant(connection, name="Default", journal_key=journal_key, is_default=True)
 
 
 def ledger_id_for(

@@ -99,6 +99,8 @@ ledgers = sa.Table(
     sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("mode", sa.String(4), nullable=False),
     sa.Column("purpose", sa.String(8), nullable=False, server_default="native"),
+    # HMAC of (id, tenant_id, mode, purpose) under the journal key (``farthing.ledger.owner_mac``).
+    sa.Column("owner_mac", sa.String(64), nullable=False),
     sa.UniqueConstraint("tenant_id", "mode", "purpose"),
 )
 

@@ -27,6 +27,7 @@ from farthing.ledger._journal import (
     encode_record,
     entry_mac,
     has_separator,
+    owner_mac,
 )
 from farthing.ledger._limits import (
     ACCOUNT_CODE_MAX,
@@ -110,4 +111,5 @@ __all__ = [
     "is_currency",
     "is_valid_id",
     "is_valid_metadata",
+    "owner_mac",
 ]

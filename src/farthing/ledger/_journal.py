@@ -26,6 +26,7 @@ __all__ = [
     "encode_record",
     "entry_mac",
     "has_separator",
+    "owner_mac",
 ]
 
 JOURNAL_KEY_LENGTH_MIN = 32
@@ -87,4 +88,14 @@ def entry_mac(  # noqa: PLR0913
     assert len(counts) == 4  # accounts, limit changes, transfers, failures
     count_text = "|".join(str(count) for count in counts)
     message = f"{previous_mac}|{seq}|{timestamp_ns}|{count_text}|{digest}"
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def owner_mac(key: bytes, *, ledger_id: int, tenant_id: str, mode: str, purpose: str) -> str:
+    """Binds a ledger to the account, mode and purpose that own it, under the journal key: a
+    ledger handed to another account or mode (a row of ``ledgers`` edited) no longer verifies.
+    The label keeps it apart from the chain's MACs, whose messages start with a MAC."""
+    assert len(key) >= JOURNAL_KEY_LENGTH_MIN
+    assert ledger_id >= 1
+    message = f"ledger-owner|{ledger_id}|{tenant_id}|{mode}|{purpose}"
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()

@@ -15,6 +15,7 @@ failure is raised as IntegrityError naming the entry or account it concerns.
 from __future__ import annotations
 
 import contextlib
+import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from farthing.db.schema import (
     ledger_journal_head,
     ledger_limit_changes,
     ledger_transfers,
+    ledgers,
 )
 from farthing.ledger import (
     GENESIS_MAC,
@@ -39,6 +41,7 @@ from farthing.ledger import (
     TransferFlags,
     digest_records,
     entry_mac,
+    owner_mac,
 )
 from farthing.ledger_service._history import HISTORY_MARK_EVERY
 from farthing.ledger_service._records import (
@@ -179,6 +182,7 @@ def _verify(
             raise IntegrityError(msg)
     _check_head(connection, previous_seq, previous_ts, previous_mac)
     _check_final_state(connection, cursors, replay)
+    _check_owners(connection, key)
     return VerifyReport(
         entries=previous_seq,
         accounts=len(replay.accounts),
@@ -445,4 +449,23 @@ def _check_marks(connection: sa.Connection, replay: _Replay) -> None:
     if stored != replay.marks:
         wrong = min(stored ^ replay.marks, key=lambda mark: mark[1])
         msg = f"history mark of account pk {wrong[0]} at {wrong[1]} differs from the journal"
+        raise IntegrityError(msg)
+
+
+def _check_owners(connection: sa.Connection, key: bytes) -> None:
+    """Every ledger is sealed to its owner, and every account belongs to a ledger that is."""
+    columns = (ledgers.c.id, ledgers.c.tenant_id, ledgers.c.mode, ledgers.c.purpose)
+    rows = connection.execute(sa.select(*columns, ledgers.c.owner_mac).order_by(ledgers.c.id))
+    for ledger_id, tenant_id, mode, purpose, mac in rows:
+        owner = {"tenant_id": str(tenant_id), "mode": str(mode), "purpose": str(purpose)}
+        if not hmac.compare_digest(str(mac), owner_mac(key, ledger_id=ledger_id, **owner)):
+            msg = f"ledger {ledger_id}: owner {tenant_id} {mode} {purpose} does not match its seal"
+            raise IntegrityError(msg)
+    orphan = connection.execute(
+        sa.select(ledger_accounts.c.id)
+        .where(~sa.exists().where(ledgers.c.id == ledger_accounts.c.ledger_id))
+        .limit(1)
+    ).scalar()
+    if orphan is not None:
+        msg = f"account {orphan!r} belongs to a ledger that does not exist"
         raise IntegrityError(msg)

@@ -29,7 +29,7 @@ from farthing.stripe_api._request import Partition
 from farthing.stripe_api.events import EVENT_RETENTION_S, emit
 from farthing.stripe_api.retention import PruneReport, prune
 from farthing.stripe_api.webhooks import resend
-from tests.conftest import explain, waiting_on_a_lock
+from tests.conftest import JOURNAL_KEY, explain, waiting_on_a_lock
 from tests.http.conftest import poll_until
 from tests.test_cli import cli_env, farthing
 
@@ -81,7 +81,9 @@ def _key(connection: sa.Connection, scope: Partition, name: str, age_ns: int) ->
 def _estate(engine: sa.Engine, *, unpublished_from_s: int | None = None) -> Estate:
     with begin_write(engine) as connection:
         scope = Partition(
-            tenant_id=(tenant := create_tenant(connection, name="retention")),
+            tenant_id=(
+                tenant := create_tenant(connection, name="retention", journal_key=JOURNAL_KEY)
+            ),
             mode="test",
             platform_id=tenant,
         )
@@ -203,7 +205,7 @@ def test_farthing_prune_prints_the_report_and_is_audited(sqlite_url: str) -> Non
 
 def test_the_newest_event_stays_so_no_seq_is_handed_out_twice(engine: sa.Engine) -> None:
     with begin_write(engine) as connection:
-        tenant = create_tenant(connection, name="retention")
+        tenant = create_tenant(connection, name="retention", journal_key=JOURNAL_KEY)
         scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
         old = [_event(connection, scope, OLD_S, "succeeded") for _ in range(3)]
         newest_seq = connection.execute(sa.select(sa.func.max(events.c.seq))).scalar_one()
@@ -235,7 +237,7 @@ def test_a_resend_racing_prune_keeps_its_event(postgres_url: str) -> None:
     engine = sa.create_engine(postgres_url)
     try:
         with begin_write(engine) as connection:
-            tenant = create_tenant(connection, name="race")
+            tenant = create_tenant(connection, name="race", journal_key=JOURNAL_KEY)
             scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
             old = _event(connection, scope, OLD_S, "succeeded")
             _event(connection, scope, NOW_S)  # The newest, never pruned.
@@ -270,7 +272,7 @@ def test_concurrent_resends_of_one_event_queue_it_once(postgres_url: str) -> Non
     engine = sa.create_engine(postgres_url)
     try:
         with begin_write(engine) as connection:
-            tenant = create_tenant(connection, name="resend")
+            tenant = create_tenant(connection, name="resend", journal_key=JOURNAL_KEY)
             scope = Partition(tenant_id=tenant, mode="test", platform_id=tenant)
             event_id = _event(connection, scope, NOW_S)
             endpoint_id = _endpoint(connection, scope)

@@ -29,6 +29,7 @@ from farthing.stripe_api.events._stream import (
     ensure_stream,
     publish_pending,
 )
+from tests.conftest import JOURNAL_KEY
 from tests.http.conftest import poll_until
 from tests.stripe_api.events.test_stream import _nats_url, _stream_messages
 
@@ -117,7 +118,7 @@ def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
 
 def _scope(engine: sa.Engine) -> Partition:
     with begin_write(engine) as connection:
-        tenant = create_tenant(connection, name="stream")
+        tenant = create_tenant(connection, name="stream", journal_key=JOURNAL_KEY)
     return Partition(tenant_id=tenant, mode="test", platform_id=tenant)
 
 
