@@ -269,3 +269,21 @@ def test_0016_refuses_to_seal_without_the_journal_key(
         connection.commit()
     with pytest.raises(ConfigurationError, match="no journal key"):
         upgrade(engine)
+
+
+def test_0016_refuses_a_key_the_journal_was_not_written_with(
+    engine: sa.Engine, service: LedgerService, ledger_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong key (say a new key file made by pointing init elsewhere) would seal every ledger
+    so that it never verifies: the migration checks the key on the journal's newest entry."""
+    events = (AccountEvent(id="a", currency="USD"), AccountEvent(id="b", currency="USD"))
+    service.commit([CreateAccounts(ledger_id=ledger_id, events=events)])
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "0015")
+        connection.commit()
+    monkeypatch.setenv("FARTHING_JOURNAL_KEY", "5b" * 32)
+    with pytest.raises(ConfigurationError, match="does not match this database's journal"):
+        upgrade(engine)
+    monkeypatch.setenv("FARTHING_JOURNAL_KEY", JOURNAL_KEY.hex())
+    upgrade(engine)
+    service.verify()
