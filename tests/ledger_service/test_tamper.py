@@ -555,6 +555,13 @@ def ledger_modes_swapped(connection: sa.Connection) -> str:
     return rf"^ledger {min(test_id, live_id)}: owner {tenant} \w+ native does not match its seal"
 
 
+def ledger_id_not_positive(connection: sa.Connection) -> str:
+    """Found by the random campaign: an id no ledger is created with, so none has a seal."""
+    ledger_id, _tenant = _ledger_of(connection)
+    connection.execute(sa.update(ledgers).where(ledgers.c.id == ledger_id).values(id=-ledger_id))
+    return rf"^ledger {-ledger_id}: not an id a ledger is created with"
+
+
 def ledger_deleted(connection: sa.Connection) -> str:
     ledger_id, _tenant = _ledger_of(connection)
     connection.execute(sa.delete(ledgers).where(ledgers.c.id == ledger_id))
@@ -594,6 +601,7 @@ CASES: list[Any] = [
     account_history_head,
     account_history_count,
     ledger_modes_swapped,
+    ledger_id_not_positive,
     ledger_deleted,
 ]
 
@@ -704,6 +712,7 @@ def _edit(
 
 @pytest.mark.timeout(240)
 def test_random_single_cell_edits_are_all_detected(built: LedgerService) -> None:
+    print(f"FARTHING_TAMPER_SEED={CAMPAIGN_SEED}")  # Shown with any failure, to reproduce it.
     rng = random.Random(CAMPAIGN_SEED)
     engine = built.engine
     detected: list[str] = []

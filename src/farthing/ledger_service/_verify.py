@@ -458,6 +458,9 @@ def _check_owners(connection: sa.Connection, key: bytes) -> None:
     rows = connection.execute(sa.select(*columns, ledgers.c.owner_mac).order_by(ledgers.c.id))
     for ledger_id, tenant_id, mode, purpose, mac in rows:
         owner = {"tenant_id": str(tenant_id), "mode": str(mode), "purpose": str(purpose)}
+        if type(ledger_id) is not int or ledger_id < 1:  # Edited: no seal was made for it.
+            msg = f"ledger {ledger_id!r}: not an id a ledger is created with"
+            raise IntegrityError(msg)
         if not hmac.compare_digest(str(mac), owner_mac(key, ledger_id=ledger_id, **owner)):
             msg = f"ledger {ledger_id}: owner {tenant_id} {mode} {purpose} does not match its seal"
             raise IntegrityError(msg)
