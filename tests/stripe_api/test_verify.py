@@ -129,3 +129,25 @@ def test_an_edited_balance_transaction_fails_verify(
     finally:
         _edit(server, stripe_balance_transactions, txn_id, column, -100)
     assert _check(server) == 3
+
+
+def test_a_balance_transaction_moved_to_pending_fails_verify(
+    moved: tuple[Server, dict[str, str]],
+) -> None:
+    """Its net still adds up to its amount less fee: only the balances tell."""
+    server, ids = moved
+    t = stripe_balance_transactions
+    with server.engine.begin() as connection:
+        txn_id = connection.execute(
+            sa.select(stripe_charges.c.balance_transaction_id).where(
+                stripe_charges.c.id == ids["charge"]
+            )
+        ).scalar_one()
+        connection.execute(t.update().where(t.c.id == txn_id).values(status="pending"))
+    try:
+        with pytest.raises(IntegrityError, match=r"ledger .* available/pending, balance trans"):
+            _check(server)
+    finally:
+        with server.engine.begin() as connection:
+            connection.execute(t.update().where(t.c.id == txn_id).values(status="available"))
+    assert _check(server) == 3

@@ -8,12 +8,11 @@ from farthing.stripe_api.payments._balance import (
     balance_object,
     balance_transaction_object,
     ledger_balance,
-    reconcile,
     record,
     settle_due,
 )
 from farthing.stripe_api.payments._context import Payments, payments_of
-from farthing.stripe_api.payments._integrity import check_partition, check_payments, partitions
+from farthing.stripe_api.payments._integrity import check_partition, check_payments
 from farthing.stripe_api.payments._ledger import (
     Movement,
     PaymentsLedger,
@@ -55,10 +54,8 @@ __all__ = [
     "fees_account",
     "insufficient_funds",
     "ledger_balance",
-    "partitions",
     "payments_of",
     "pending_account",
-    "reconcile",
     "record",
     "require_done",
     "settle_due",

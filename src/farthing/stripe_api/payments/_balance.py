@@ -10,7 +10,7 @@ currency, at every commit:
     sum(net of available transactions) == available ledger balance
     sum(net of pending transactions)   == pending ledger balance
 
-`reconcile` checks exactly this; the tests run it after every scenario.
+`farthing verify` checks exactly this (``_integrity``); the tests run it after every scenario.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ __all__ = [
     "balance_object",
     "balance_transaction_object",
     "ledger_balance",
-    "reconcile",
     "record",
     "settle_due",
 ]
@@ -249,29 +248,6 @@ def balance_object(
         "pending": entries(1),
         "livemode": scope.livemode,
     }
-
-
-def reconcile(connection: sa.Connection, ledger: PaymentsLedger, scope: Partition) -> None:
-    """Raise AssertionError unless the transactions' nets equal the ledger balances."""
-    from_ledger = ledger_balance(connection, ledger, scope)
-    sums = connection.execute(
-        sa.select(
-            transactions.c.currency,
-            transactions.c.status,
-            sa.func.coalesce(sa.func.sum(transactions.c.net), 0),
-        )
-        .where(transactions.c.tenant_id == scope.tenant_id, transactions.c.mode == scope.mode)
-        .group_by(transactions.c.currency, transactions.c.status)
-    ).all()
-    from_transactions: dict[str, list[int]] = {c: [0, 0] for c in from_ledger}
-    for currency, status, total in sums:
-        from_transactions[currency][0 if status == "available" else 1] += int(total)
-    for currency, (available, pending) in from_ledger.items():
-        expected = from_transactions[currency]
-        assert (available, pending) == (expected[0], expected[1]), (
-            f"{scope.tenant_id} {currency}: ledger {available}/{pending}, "
-            f"transactions {expected[0]}/{expected[1]}"
-        )
 
 
 def balance_transaction_object(row: objects.ObjectRow, *, livemode: bool) -> dict[str, Any]:
