@@ -15,6 +15,9 @@
 | FARTHING_AUTHORIZATION_TTL_S | 604800 | an uncaptured authorisation expires after this (7 days) |
 | FARTHING_RATE_LIMIT_PER_S | 1000 | requests per second per API key, on average (429 beyond) |
 | FARTHING_RATE_LIMIT_BURST | 2000 | requests per API key at once |
+| FARTHING_AUTH_FAILURES_PER_S | 5 | failed authentications per second per client address, on |
+| | | average (429 beyond); every address together gets ten times this |
+| FARTHING_AUTH_FAILURE_BURST | 50 | failed authentications per client address at once |
 | FARTHING_REDIS_URL | (unset) | Redis shared by every server process for the rate-limit buckets |
 | FARTHING_REDIS_KEY_PREFIX | farthing:ratelimit: | prefix of those buckets' Redis keys |
 | FARTHING_WEBHOOK_ALLOW_LOOPBACK | (unset) | `1`: test-mode webhooks may go to loopback URLs |
@@ -71,6 +74,9 @@ DEFAULT_AUTHORIZATION_TTL_S = 7 * 24 * 3600
 DEFAULT_RATE_LIMIT_PER_S = 1_000
 DEFAULT_RATE_LIMIT_BURST = 2_000
 RATE_LIMIT_MAX = 10**6
+# Failed authentications (missing or invalid key) per client address; see farthing.http._auth.
+DEFAULT_AUTH_FAILURES_PER_S = 5
+DEFAULT_AUTH_FAILURE_BURST = 50
 DEFAULT_REDIS_KEY_PREFIX = "farthing:ratelimit:"
 REDIS_KEY_PREFIX_LENGTH_MAX = 100
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -174,6 +180,9 @@ class Settings:
     # Per API key: requests per second on average, and at once.
     rate_limit_per_s: int = DEFAULT_RATE_LIMIT_PER_S
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
+    # Per client address: failed authentications per second on average, and at once.
+    auth_failures_per_s: int = DEFAULT_AUTH_FAILURES_PER_S
+    auth_failure_burst: int = DEFAULT_AUTH_FAILURE_BURST
     # Redis holding the rate-limit buckets of every server process; None: per process.
     redis_url: str | None = None
     redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
@@ -190,6 +199,8 @@ class Settings:
         if not (
             0 < self.rate_limit_per_s <= RATE_LIMIT_MAX
             and 0 < self.rate_limit_burst <= RATE_LIMIT_MAX
+            and 0 < self.auth_failures_per_s <= RATE_LIMIT_MAX
+            and 0 < self.auth_failure_burst <= RATE_LIMIT_MAX
         ):
             msg = f"rate limits must be between 1 and {RATE_LIMIT_MAX}"
             raise ConfigurationError(msg)
@@ -214,6 +225,12 @@ class Settings:
             ),
             rate_limit_burst=_integer(
                 os.environ, "FARTHING_RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST
+            ),
+            auth_failures_per_s=_integer(
+                os.environ, "FARTHING_AUTH_FAILURES_PER_S", DEFAULT_AUTH_FAILURES_PER_S
+            ),
+            auth_failure_burst=_integer(
+                os.environ, "FARTHING_AUTH_FAILURE_BURST", DEFAULT_AUTH_FAILURE_BURST
             ),
             redis_url=os.environ.get("FARTHING_REDIS_URL") or None,
             redis_key_prefix=os.environ.get("FARTHING_REDIS_KEY_PREFIX")

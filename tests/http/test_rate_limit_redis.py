@@ -140,6 +140,41 @@ def test_two_processes_share_one_burst(tmp_path: Path, redis_prefix: tuple[str, 
             stored.close()
 
 
+def test_two_processes_share_the_failed_authentication_limit(
+    tmp_path: Path, redis_prefix: tuple[str, str]
+) -> None:
+    url, prefix = redis_prefix
+    env = _env(url, prefix) | {
+        "FARTHING_AUTH_FAILURES_PER_S": str(RATE_PER_S),
+        "FARTHING_AUTH_FAILURE_BURST": str(BURST),
+    }
+    with _two_servers(tmp_path, env) as (first, second):
+        bases = (first.base_url, second)
+        failed = 0
+        for attempt in range(ATTEMPTS_MAX):
+            status = _status_without_key(bases[attempt % 2])
+            if status == 429:
+                break
+            failed += 1
+        else:
+            pytest.fail(f"{ATTEMPTS_MAX} failed authentications in a row were not throttled")
+        assert BURST <= failed < 2 * BURST
+        stored = redis.Redis.from_url(url)
+        try:
+            keys = {key.decode() for key in stored.scan_iter(match=prefix + "*")}
+        finally:
+            stored.close()
+        assert keys == {prefix + "auth-failures:peer:127.0.0.1", prefix + "auth-failures:all"}
+
+
+def _status_without_key(base_url: str) -> int:
+    response = httpx.get(
+        f"{base_url}/v1/customers", headers={"Authorization": "Bearer sk_test_0"}, timeout=30
+    )
+    assert response.status_code in (401, 429), response.text
+    return response.status_code
+
+
 def _limiter(url: str, prefix: str, *, burst: int) -> RedisRateLimiter:
     return RedisRateLimiter(url=url, rate_per_s=RATE_PER_S, burst=burst, key_prefix=prefix)
 
@@ -214,8 +249,8 @@ def test_an_unreachable_redis_fails_closed_within_the_timeouts(redis_is: str) ->
 
 
 def test_a_server_without_its_redis_answers_503(tmp_path: Path) -> None:
-    """Fail closed: no request passes unlimited. Authentication still answers first, so a
-    wrong key gets its 401 as always."""
+    """Fail closed: no request passes unlimited. A wrong key gets 503 too: its failure cannot be
+    counted against its address's limit."""
     env = _env(f"redis://{HOST}:{free_port()}/0", "unused:")
     with contextlib.ExitStack() as stack:
         with mock.patch.object(http_conftest, "server_env", return_value=env):
@@ -229,6 +264,7 @@ def test_a_server_without_its_redis_answers_503(tmp_path: Path) -> None:
             ledger = client.get("/ledger/v1/accounts/alice")
             assert_error(ledger, 503, type_="api_error", code="rate_limiter_unavailable")
         with server.client("sk_test_unknown") as anonymous:
-            assert_error(anonymous.get("/v1/customers"), 401, type_="authentication_error")
+            wrong = anonymous.get("/v1/customers")
+            assert_error(wrong, 503, type_="api_error", code="rate_limiter_unavailable")
         log = (tmp_path / "server.log").read_text()
         assert "rate limiter unavailable: ConnectionError" in log

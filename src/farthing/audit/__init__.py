@@ -7,7 +7,12 @@ card number or a CVC: actors are key ids, actions are route templates, objects a
 
 from __future__ import annotations
 
-from farthing.audit._middleware import AUDIT_KEY_STATE, REQUEST_ID_STATE, AuditMiddleware
+from farthing.audit._middleware import (
+    AUDIT_KEY_STATE,
+    REQUEST_ID_STATE,
+    THROTTLED_STATE,
+    AuditMiddleware,
+)
 from farthing.audit._operator import operator_name, record_operator_action
 from farthing.audit._record import (
     AuditRecord,
@@ -33,6 +38,7 @@ __all__ = [
     "AUDIT_KEY_STATE",
     "QUERY_LIMIT_MAX",
     "REQUEST_ID_STATE",
+    "THROTTLED_STATE",
     "AuditMiddleware",
     "AuditQuery",
     "AuditRecord",

@@ -18,7 +18,7 @@ from farthing.db.engine import create_engine
 from farthing.http._errors import install_error_handlers
 from farthing.http._headers import SecurityHeaders
 from farthing.http._limits import BodySizeLimit
-from farthing.http._ratelimit import rate_limiter_for
+from farthing.http._ratelimit import auth_failure_limiter_for, rate_limiter_for
 from farthing.ledger_service import LedgerService
 from farthing.ledger_service._router import router as ledger_router
 from farthing.vault import Vault
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # Shared by every server process in Redis when FARTHING_REDIS_URL is set.
     app.state.rate_limiter = rate_limiter_for(settings)
+    app.state.auth_failure_limiter = auth_failure_limiter_for(settings, app.state.rate_limiter)
     app.state.webhook_allow_loopback = settings.webhook_allow_loopback
     install_error_handlers(app)
     app.include_router(ledger_router)
@@ -135,7 +136,8 @@ _ANY_OPERATION = {
     "400": "Invalid request",
     "401": "Missing or invalid API key",
     "413": "Body too large",
-    "429": "Too many requests for this API key (rate_limit_error)",
+    "429": "Too many requests for this API key, or from this address without a valid key "
+    "(rate_limit_error)",
     "503": "Temporarily unavailable (overloaded, the shared rate limiter is unreachable, or the "
     "audit trail cannot be written); retry with backoff",
 }

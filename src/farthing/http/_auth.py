@@ -6,9 +6,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from farthing.audit import THROTTLED_STATE
 from farthing.auth import ApiKey, authenticate
 from farthing.http._errors import ApiError
-from farthing.http._ratelimit import RateLimiter, rate_limited
+from farthing.http._ratelimit import (
+    AuthFailureLimiter,
+    RateLimiter,
+    authentication_throttled,
+    rate_limited,
+)
 
 __all__ = ["AnyCaller", "Caller", "require_any_key", "require_key"]
 
@@ -20,22 +26,28 @@ def require_any_key(request: Request) -> ApiKey:
     valid. Only /v1 takes restricted keys, through its permission check (``caller_scope``)."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith(_SCHEME):
-        raise ApiError(
-            401,
-            type_="authentication_error",
-            code="api_key_missing",
-            message="Provide your API key as 'Authorization: Bearer <secret key>'.",
+        raise _failed(
+            request,
+            ApiError(
+                401,
+                type_="authentication_error",
+                code="api_key_missing",
+                message="Provide your API key as 'Authorization: Bearer <secret key>'.",
+            ),
         )
     secret = header[len(_SCHEME) :].strip()
     with request.app.state.engine.connect() as connection:
         key = authenticate(connection, secret)
     if key is None:
         # Same answer for unknown, revoked and expired keys; the secret is never echoed.
-        raise ApiError(
-            401,
-            type_="authentication_error",
-            code="api_key_invalid",
-            message="Invalid API key provided.",
+        raise _failed(
+            request,
+            ApiError(
+                401,
+                type_="authentication_error",
+                code="api_key_invalid",
+                message="Invalid API key provided.",
+            ),
         )
     # The audit trail's "who" (farthing.audit.AUDIT_KEY_STATE): the key, never its secret.
     request.state.audit_key = key
@@ -44,6 +56,16 @@ def require_any_key(request: Request) -> ApiKey:
     if not limiter.allow(key.id):
         raise rate_limited()
     return key
+
+
+def _failed(request: Request, error: ApiError) -> ApiError:
+    """The 401 to answer, or a 429 once the client's address (or everyone) failed too often; the
+    audit trail tallies a throttled request instead of recording it (``THROTTLED_STATE``)."""
+    limiter: AuthFailureLimiter = request.app.state.auth_failure_limiter
+    if limiter.allow(request.client.host if request.client else "-"):
+        return error
+    setattr(request.state, THROTTLED_STATE, True)
+    return authentication_throttled()
 
 
 def require_key(request: Request) -> ApiKey:

@@ -7,10 +7,15 @@ process shares them in Redis, so N processes allow one burst per key, not N.
 
 When Redis cannot be reached the shared limiter fails closed: 503 ``rate_limiter_unavailable``
 (see docs/security.md for why), never an unlimited pass.
+
+Requests without a valid key have no key to count against: their failures are counted per client
+address and for every address together (``AuthFailureLimiter``), in the same buckets' store.
 """
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import logging
 import threading
 import time
@@ -24,9 +29,13 @@ from farthing.config import REDIS_KEY_PREFIX_LENGTH_MAX, Settings
 from farthing.http._errors import ApiError
 
 __all__ = [
+    "AuthFailureLimiter",
     "InMemoryRateLimiter",
     "RateLimiter",
     "RedisRateLimiter",
+    "auth_failure_limiter_for",
+    "authentication_throttled",
+    "peer_bucket",
     "rate_limited",
     "rate_limiter_for",
     "rate_limiter_unavailable",
@@ -50,6 +59,14 @@ MICRO = 1_000_000
 # An idle bucket refills completely within burst / rate seconds; kept a little longer than that,
 # its expiry (a missing bucket counts as full) then forgets nothing.
 BUCKET_TTL_MARGIN_S = 1
+# Every client address together may fail authentication this many times one address's allowance.
+AUTH_FAILURES_ALL_FACTOR = 10
+# One host commonly holds a whole IPv6 /64: its addresses share one bucket.
+IPV6_PEER_PREFIX_BITS = 64
+# Bucket names of failed authentications. Key ids never hold ':', so no key's bucket is one.
+_PEER_BUCKET = "auth-failures:peer:"
+_ALL_BUCKET = "auth-failures:all"
+ADDRESS_LENGTH_MAX = 64
 
 # KEYS[1]: the bucket. ARGV: rate in micro-tokens per microsecond (= tokens per second),
 # capacity in micro-tokens, TTL in milliseconds. Returns 1 when a token was taken, else 0.
@@ -136,8 +153,6 @@ class RedisRateLimiter:
     concurrent requests on several processes never take the same token twice."""
 
     def __init__(self, *, url: str, rate_per_s: int, burst: int, key_prefix: str) -> None:
-        assert rate_per_s > 0
-        assert burst >= 1
         assert 0 < len(key_prefix) <= REDIS_KEY_PREFIX_LENGTH_MAX
         pool = redis.ConnectionPool.from_url(
             url,
@@ -150,8 +165,13 @@ class RedisRateLimiter:
         # EVALSHA, loading the script again if the server lost it (a restart, SCRIPT FLUSH).
         self._script = self._client.register_script(_BUCKET_SCRIPT_LUA)
         self._prefix = key_prefix
-        ttl_s = -(-burst // rate_per_s) + BUCKET_TTL_MARGIN_S
-        self._args = (rate_per_s, burst * MICRO, ttl_s * 1000)
+        self._args = _bucket_args(rate_per_s, burst)
+
+    def with_rate(self, *, rate_per_s: int, burst: int) -> RedisRateLimiter:
+        """Another limit on the same Redis connections and key prefix."""
+        other = copy.copy(self)
+        other._args = _bucket_args(rate_per_s, burst)  # noqa: SLF001 - an instance of this class
+        return other
 
     def allow(self, key_id: str) -> bool:
         try:
@@ -167,6 +187,13 @@ class RedisRateLimiter:
         self._client.close()
 
 
+def _bucket_args(rate_per_s: int, burst: int) -> tuple[int, int, int]:
+    assert rate_per_s > 0
+    assert burst >= 1
+    ttl_s = -(-burst // rate_per_s) + BUCKET_TTL_MARGIN_S
+    return (rate_per_s, burst * MICRO, ttl_s * 1000)
+
+
 def rate_limiter_for(settings: Settings) -> RateLimiter:
     """Shared buckets in Redis when FARTHING_REDIS_URL is set, else this process's own."""
     if settings.redis_url is None:
@@ -178,6 +205,63 @@ def rate_limiter_for(settings: Settings) -> RateLimiter:
         rate_per_s=settings.rate_limit_per_s,
         burst=settings.rate_limit_burst,
         key_prefix=settings.redis_key_prefix,
+    )
+
+
+def peer_bucket(address: str) -> str:
+    """The bucket of a client address: an IPv4 address, or the /64 an IPv6 address lies in;
+    anything else (a Unix socket, a test client's name) as its bounded text."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return _PEER_BUCKET + address[:ADDRESS_LENGTH_MAX]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _PEER_BUCKET + str(ip.ipv4_mapped)
+        return _PEER_BUCKET + str(ipaddress.IPv6Network((ip, IPV6_PEER_PREFIX_BITS), strict=False))
+    return _PEER_BUCKET + str(ip)
+
+
+class AuthFailureLimiter:
+    """Failed authentications (missing, unknown, revoked or expired keys), per client address and
+    for every address together. Past either limit a failing request is answered 429 instead of
+    401: a flood without a valid key costs a key look-up, never a stream of audit records (the
+    audit trail tallies throttled requests instead). Requests with a valid key never count here,
+    so a flood from a shared address does not lock its honest clients out."""
+
+    def __init__(self, *, per_address: RateLimiter, every_address: RateLimiter) -> None:
+        self._per_address = per_address
+        self._every_address = every_address
+
+    def allow(self, address: str) -> bool:
+        """Count one failure from the address; False when it is over a limit."""
+        if not self._per_address.allow(peer_bucket(address)):
+            return False  # Not counted against everyone: one address cannot drain the rest.
+        return self._every_address.allow(_ALL_BUCKET)
+
+
+def auth_failure_limiter_for(settings: Settings, keys: RateLimiter) -> AuthFailureLimiter:
+    """Kept where the keys' buckets are (``keys``: this process, or Redis)."""
+    rate, burst = settings.auth_failures_per_s, settings.auth_failure_burst
+    every_rate, every_burst = rate * AUTH_FAILURES_ALL_FACTOR, burst * AUTH_FAILURES_ALL_FACTOR
+    if isinstance(keys, RedisRateLimiter):
+        return AuthFailureLimiter(
+            per_address=keys.with_rate(rate_per_s=rate, burst=burst),
+            every_address=keys.with_rate(rate_per_s=every_rate, burst=every_burst),
+        )
+    return AuthFailureLimiter(
+        per_address=InMemoryRateLimiter(rate_per_s=rate, burst=burst),
+        every_address=InMemoryRateLimiter(rate_per_s=every_rate, burst=every_burst),
+    )
+
+
+def authentication_throttled() -> ApiError:
+    return ApiError(
+        429,
+        type_="rate_limit_error",
+        code="authentication_rate_limit",
+        message="Too many requests without a valid API key from this address. "
+        "Check the key you use, then wait before retrying.",
     )
 
 
