@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -735,7 +736,65 @@ def audit_verify(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    _err(f"ok: {report.records} audit records; head {report.head_seq}:{report.head_mac}")
+    pruned = f" (1 to {report.pruned_through} pruned)" if report.pruned_through else ""
+    _err(f"ok: {report.records} audit records{pruned}; head {report.head_seq}:{report.head_mac}")
+
+
+@audit_app.command("prune")
+def audit_prune(
+    older_than_days: Annotated[
+        int, typer.Option(help="Prune records older than this many days (at least 365)")
+    ],
+    database_url: DatabaseUrl = None,
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="Append the pruned records to this file first (JSON lines, 0600)"),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Records per transaction (at most 10,000)")
+    ] = 1_000,
+) -> None:
+    """Delete the audit records older than the retention, oldest first, each batch recorded in
+    the trail; prints what went, as JSON."""
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from farthing.audit import (  # noqa: PLC0415
+        AUDIT_RETENTION_DAYS_MIN,
+        PRUNE_BATCH_SIZE_MAX,
+        AuditTamperedError,
+        prune,
+    )
+    from farthing.config import Settings  # noqa: PLC0415
+    from farthing.db.engine import open_initialised  # noqa: PLC0415
+
+    if not AUDIT_RETENTION_DAYS_MIN <= older_than_days <= 100 * 366:
+        msg = f"{AUDIT_RETENTION_DAYS_MIN} to {100 * 366} (PCI DSS keeps a year of audit history)"
+        raise typer.BadParameter(msg, param_hint="--older-than-days")
+    if not 0 < batch_size <= PRUNE_BATCH_SIZE_MAX:
+        raise typer.BadParameter(f"1 to {PRUNE_BATCH_SIZE_MAX}", param_hint="--batch-size")
+    before_ns = time.time_ns() - older_than_days * 86_400 * 1_000_000_000
+    engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
+    try:
+        with contextlib.ExitStack() as stack:
+            file = None if archive is None else stack.enter_context(_private_append(archive))
+            report = prune(
+                engine, _audit_key(), before_ns=before_ns, archive=file, batch_size=batch_size
+            )
+    except AuditTamperedError as error:
+        _err(f"FAILED: {error}; nothing from there on was pruned")
+        _record_admin_alone(database_url, action="audit prune", success=False)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(dataclasses.asdict(report)))
+
+
+def _private_append(path: Path) -> TextIO:
+    """The archive, opened for appending; created readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(descriptor, "a", encoding="utf-8")
 
 
 def _parse_head(text: str) -> tuple[int, str]:

@@ -16,7 +16,7 @@
 | FARTHING_RATE_LIMIT_PER_S | 1000 | requests per second per API key, on average (429 beyond) |
 | FARTHING_RATE_LIMIT_BURST | 2000 | requests per API key at once |
 | FARTHING_AUTH_FAILURES_PER_S | 5 | failed authentications per second per client address, on |
-| | | average (429 beyond); every address together gets ten times this |
+| | | average (429 beyond); also the audit trail's budget for failed requests without a key |
 | FARTHING_AUTH_FAILURE_BURST | 50 | failed authentications per client address at once |
 | FARTHING_REDIS_URL | (unset) | Redis shared by every server process for the rate-limit buckets |
 | FARTHING_REDIS_KEY_PREFIX | farthing:ratelimit: | prefix of those buckets' Redis keys |

@@ -1,5 +1,6 @@
-"""The failed-authentication limiter: per client address (IPv6 per /64), and for every address
-together; an address over its own limit does not use up everyone's allowance."""
+"""Limits per client address (IPv6 per /64): failed authentications per address only; the audit
+budget per address and for every address together, where one address over its own limit does
+not spend everyone's."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from farthing.config import Settings
 from farthing.http._ratelimit import (
     AUTH_FAILURES_ALL_FACTOR,
-    AuthFailureLimiter,
+    AddressLimiter,
     InMemoryRateLimiter,
+    anonymous_audit_budget_for,
     auth_failure_limiter_for,
     peer_bucket,
 )
@@ -37,8 +39,8 @@ def test_ipv4_addresses_count_alone_and_ipv6_by_64() -> None:
     assert ":" in peer_bucket("203.0.113.7")
 
 
-def _limiter(*, per_address: int, every_address: int) -> AuthFailureLimiter:
-    return AuthFailureLimiter(
+def _limiter(*, per_address: int, every_address: int) -> AddressLimiter:
+    return AddressLimiter(
         per_address=InMemoryRateLimiter(rate_per_s=1, burst=per_address),
         every_address=InMemoryRateLimiter(rate_per_s=1, burst=every_address),
     )
@@ -63,17 +65,28 @@ def test_every_address_together_is_limited() -> None:
     assert not limiter.allow("192.0.2.1")
 
 
-def test_settings_size_both_limits() -> None:
-    settings = Settings(
+def _settings() -> Settings:
+    return Settings(
         database_url="sqlite://",
         journal_key=JOURNAL_KEY,
         auth_failures_per_s=1,
         auth_failure_burst=2,
     )
-    keys = InMemoryRateLimiter(rate_per_s=1, burst=1)
-    limiter = auth_failure_limiter_for(settings, keys)
+
+
+def test_failed_authentications_are_limited_per_address_only() -> None:
+    """No limit of every address together: a few addresses cannot turn everyone's 401s into
+    429s."""
+    limiter = auth_failure_limiter_for(_settings(), InMemoryRateLimiter(rate_per_s=1, burst=1))
+    addresses = [f"10.0.{n // 250}.{n % 250}" for n in range(1000)]
+    assert all(limiter.allow(address) for address in addresses for _ in range(2))
+    assert not any(limiter.allow(address) for address in addresses[:10])
+
+
+def test_the_audit_budget_has_a_limit_of_every_address() -> None:
+    budget = anonymous_audit_budget_for(_settings())
     every = 2 * AUTH_FAILURES_ALL_FACTOR
-    allowed = [limiter.allow(f"10.0.{n // 250}.{n % 250}") for n in range(every)]
+    allowed = [budget.allow(f"10.0.{n // 250}.{n % 250}") for n in range(every)]
     assert allowed == [True] * every
-    assert not limiter.allow("10.9.9.9")
-    assert sum(limiter.allow("10.0.0.0") for _ in range(5)) == 0
+    assert not budget.allow("10.9.9.9")
+    assert sum(budget.allow("10.0.0.0") for _ in range(5)) == 0

@@ -9,11 +9,9 @@ gone) is kept in memory, and until it is written every new request is refused wi
 ``audit_unavailable`` before it runs: at most the requests in flight at the moment of the failure
 act while the trail is down, and their records are written first once it accepts records again.
 
-Requests refused for failing authentication too often (``THROTTLED_STATE``, set by the
-authentication dependency) changed nothing and could be sent without end: they are tallied per
-origin instead, and each origin's tally is written as one record (action ``throttled N requests
-without a valid key``) at most once per ``THROTTLED_TALLY_INTERVAL_S``. The first throttled
-request after a quiet interval is written at once.
+Failed requests without a valid key can be sent by anyone without end: their records go through
+``AnonymousRecords``, which writes them while the origin is within its budget and tallies the
+rest.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import orjson
 from starlette import types as asgi
 from starlette.responses import JSONResponse
 
+from farthing.audit._anonymous import AnonymousRecords
 from farthing.audit._record import (
     OBJECT_IDS_COUNT_MAX,
     ORIGIN_LENGTH_MAX,
@@ -40,20 +39,11 @@ from farthing.audit._record import (
 from farthing.audit._store import APPEND_BATCH_SIZE_MAX
 from farthing.audit._writer import AuditWriter
 
-__all__ = [
-    "AUDIT_KEY_STATE",
-    "REQUEST_ID_STATE",
-    "THROTTLED_ORIGINS_MAX",
-    "THROTTLED_STATE",
-    "THROTTLED_TALLY_INTERVAL_S",
-    "UNWRITTEN_RECORDS_MAX",
-    "AuditMiddleware",
-]
+__all__ = ["AUDIT_KEY_STATE", "REQUEST_ID_STATE", "UNWRITTEN_RECORDS_MAX", "AuditMiddleware"]
 
 # Names in the request's state (scope["state"]) that other layers fill in.
 AUDIT_KEY_STATE = "audit_key"
 REQUEST_ID_STATE = "request_id"
-THROTTLED_STATE = "audit_throttled"
 # Bodies larger than this are not parsed for the answered object's id.
 ID_SNIFF_BYTES_MAX = 64 * 1024
 UNAUDITED_PATHS = frozenset({"/openapi.json"})
@@ -63,61 +53,16 @@ UNAUDITED_PATHS = frozenset({"/openapi.json"})
 UNWRITTEN_RECORDS_MAX = 10_000
 # While the trail is down, at most one attempt to write the kept records per interval.
 RETRY_INTERVAL_S = 0.5
-# Throttled requests: one record per origin per interval, for at most this many origins (the rest
-# are tallied together under OTHER_ORIGINS).
-THROTTLED_TALLY_INTERVAL_S = 60.0
-THROTTLED_ORIGINS_MAX = 100
-OTHER_ORIGINS = "(other origins)"
 _log = logging.getLogger("farthing.audit")
-
-
-class _Tally:
-    """Throttled requests per origin since the tally was last written."""
-
-    def __init__(self, interval_s: float) -> None:
-        assert interval_s >= 0
-        self._interval_s = interval_s
-        self._counts: dict[str, int] = {}
-        self._written_at = -interval_s  # time.monotonic() of the last write: none yet
-
-    def add(self, origin: str) -> None:
-        if origin not in self._counts and len(self._counts) >= THROTTLED_ORIGINS_MAX:
-            origin = OTHER_ORIGINS
-        self._counts[origin] = self._counts.get(origin, 0) + 1
-        assert len(self._counts) <= THROTTLED_ORIGINS_MAX + 1
-
-    def take_due(self, now_s: float) -> list[AuditRecord]:
-        """The tally's records when an interval has passed since the last were taken."""
-        if not self._counts or now_s - self._written_at < self._interval_s:
-            return []
-        counts, self._counts, self._written_at = self._counts, {}, now_s
-        return [_throttled_record(origin, count) for origin, count in counts.items()]
-
-
-def _throttled_record(origin: str, count: int) -> AuditRecord:
-    assert count > 0
-    return AuditRecord(
-        occurred_at_ns=time.time_ns(),
-        actor_kind="anonymous",
-        actor="-",
-        action=f"throttled {count} requests without a valid key",
-        origin=origin,
-        outcome="failure",
-        status=429,
-    )
 
 
 class AuditMiddleware:
     def __init__(
-        self,
-        app: asgi.ASGIApp,
-        *,
-        writer: AuditWriter,
-        throttled_interval_s: float = THROTTLED_TALLY_INTERVAL_S,
+        self, app: asgi.ASGIApp, *, writer: AuditWriter, anonymous: AnonymousRecords
     ) -> None:
         self._app = app
         self._writer = writer
-        self._throttled = _Tally(throttled_interval_s)
+        self._anonymous = anonymous
         self._unwritten: list[AuditRecord] = []
         self._retry_lock = asyncio.Lock()
         self._retry_after = 0.0  # time.monotonic() before which no retry is made
@@ -152,16 +97,8 @@ class AuditMiddleware:
         self, scope: asgi.Scope, state: dict[str, Any], status: int, body: bytes
     ) -> None:
         record = _record_of(scope, state, status, body)
-        if state.get(THROTTLED_STATE):
-            self._throttled.add(record.origin)
-        else:
-            await self._submit(record)
-        # Any request writes a tally that is due, so a tally left by a flood that stopped is
-        # written with the next request.
-        for tallied in self._throttled.take_due(time.monotonic()):
-            await self._submit(tallied)
-
-    async def _submit(self, record: AuditRecord) -> None:
+        if not self._anonymous.admit(record):
+            return  # Tallied: written with its origin's others (AnonymousRecords).
         try:
             future = self._writer.try_submit(record)
             if future is None:  # Queue full: write in a worker thread (back-pressure, no loss).
@@ -169,7 +106,7 @@ class AuditMiddleware:
             else:
                 await asyncio.wrap_future(future)
         except Exception:  # noqa: BLE001 - the request's own effects are committed already
-            _log.exception("audit record not written (status %s); refusing requests", record.status)
+            _log.exception("audit record not written (status %s); refusing requests", status)
             self._unwritten.append(record)  # Written first once the trail accepts records.
 
     async def _write_unwritten(self) -> bool:

@@ -9,23 +9,31 @@ import sqlalchemy as sa
 
 from farthing._errors import FarthingError
 from farthing.audit._record import GENESIS_MAC, AuditRecord, record_mac
-from farthing.db.schema import audit_head, audit_log
+from farthing.db.schema import audit_head, audit_log, audit_pruned
 
 __all__ = [
     "APPEND_BATCH_SIZE_MAX",
+    "PRUNE_ACTION",
+    "PRUNE_THROUGH_PREFIX",
     "QUERY_LIMIT_MAX",
     "AuditQuery",
     "AuditReport",
     "AuditTamperedError",
     "StoredRecord",
     "append",
+    "check_row",
+    "prune_claim",
     "query",
+    "stored_of",
     "verify",
 ]
 
 APPEND_BATCH_SIZE_MAX = 1000
 QUERY_LIMIT_MAX = 10_000
 VERIFY_PAGE_SIZE_MAX = 5000
+# The record ``farthing audit prune`` appends: object ids (through_<seq>, MAC of that record).
+PRUNE_ACTION = "audit prune"
+PRUNE_THROUGH_PREFIX = "through_"
 
 
 class AuditTamperedError(FarthingError):
@@ -37,6 +45,8 @@ class AuditReport:
     records: int
     head_seq: int
     head_mac: str
+    # Records up to this seq were pruned; the chain was checked from the next one.
+    pruned_through: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +134,7 @@ def _row(seq: int, record: AuditRecord, mac: str) -> dict[str, object]:
     }
 
 
-def _stored(row: sa.Row[tuple[object, ...]]) -> StoredRecord:
+def stored_of(row: sa.Row[tuple[object, ...]]) -> StoredRecord:
     values = row._mapping  # noqa: SLF001 - SQLAlchemy's public mapping view of a row
     record = AuditRecord(
         occurred_at_ns=values["occurred_at_ns"],
@@ -143,8 +153,7 @@ def _stored(row: sa.Row[tuple[object, ...]]) -> StoredRecord:
     return StoredRecord(seq=values["seq"], record=record, mac=values["mac"])
 
 
-def _pages(connection: sa.Connection) -> Iterator[sa.Row[tuple[object, ...]]]:
-    after = 0
+def _pages(connection: sa.Connection, after: int) -> Iterator[sa.Row[tuple[object, ...]]]:
     while True:
         rows = connection.execute(
             sa.select(audit_log)
@@ -158,6 +167,21 @@ def _pages(connection: sa.Connection) -> Iterator[sa.Row[tuple[object, ...]]]:
         after = rows[-1].seq
 
 
+def prune_claim(record: AuditRecord) -> tuple[int, str] | None:
+    """The (seq, MAC) a prune record names as the trail's new start; None for other records."""
+    ids = record.object_ids
+    if (
+        record.action != PRUNE_ACTION
+        or len(ids) != 2
+        or not ids[0].startswith(PRUNE_THROUGH_PREFIX)
+    ):
+        return None
+    seq_text = ids[0][len(PRUNE_THROUGH_PREFIX) :]
+    if not seq_text.isdigit() or len(ids[1]) != len(GENESIS_MAC):
+        return None
+    return int(seq_text), ids[1]
+
+
 def verify(
     engine: sa.Engine,
     key: bytes,
@@ -165,35 +189,61 @@ def verify(
     expect_head: tuple[int, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AuditReport:
-    """Recompute the chain from the first record; AuditTamperedError names the first bad one."""
+    """Recompute the chain from the trail's start; AuditTamperedError names the first bad record.
+
+    The start is the genesis, or after the records ``farthing audit prune`` deleted: then the
+    newest prune record in the chain must name that very start.
+    """
     with engine.connect() as connection, connection.begin():
         head = connection.execute(sa.select(audit_head)).one()
+        start = connection.execute(sa.select(audit_pruned)).one()
         total = int(head.seq)
-        seq, mac = 0, GENESIS_MAC
-        for row in _pages(connection):
+        seq, mac = int(start.through_seq), str(start.mac)
+        claim: tuple[int, str] | None = None
+        for row in _pages(connection, seq):
             seq += 1
-            _check_row(row, seq=seq, key=key, previous_mac=mac)
+            stored = check_row(row, seq=seq, key=key, previous_mac=mac)
             mac = row.mac
+            claim = prune_claim(stored.record) or claim
             if expect_head is not None and expect_head[0] == seq and expect_head[1] != mac:
                 msg = f"audit record {seq} differs from the expected head"
                 raise AuditTamperedError(msg)
             if progress is not None and seq % VERIFY_PAGE_SIZE_MAX == 0:
                 progress(seq, total)
+    _check_start(int(start.through_seq), str(start.mac), claim)
     if (seq, mac) != (total, head.mac):
         msg = f"audit head says record {total} but the chain ends at record {seq}"
         raise AuditTamperedError(msg)
     if expect_head is not None and seq < expect_head[0]:
         msg = f"audit trail ends at record {seq}, before the expected head {expect_head[0]}"
         raise AuditTamperedError(msg)
-    return AuditReport(records=seq, head_seq=seq, head_mac=mac)
+    records = seq - int(start.through_seq)
+    return AuditReport(
+        records=records, head_seq=seq, head_mac=mac, pruned_through=int(start.through_seq)
+    )
 
 
-def _check_row(row: sa.Row[tuple[object, ...]], *, seq: int, key: bytes, previous_mac: str) -> None:
+def _check_start(through: int, mac: str, claim: tuple[int, str] | None) -> None:
+    """A trail that does not start at the genesis must start where its newest prune says."""
+    if through == 0 and mac == GENESIS_MAC and claim is None:
+        return
+    if claim != (through, mac):
+        msg = (
+            f"the trail starts after audit record {through}, "
+            "but no prune record names that start (records deleted?)"
+        )
+        raise AuditTamperedError(msg)
+
+
+def check_row(
+    row: sa.Row[tuple[object, ...]], *, seq: int, key: bytes, previous_mac: str
+) -> StoredRecord:
+    """The row as a record, if it is record ``seq`` chained on from ``previous_mac``."""
     if row.seq != seq:
         msg = f"audit record {seq} is missing (next is {row.seq})"
         raise AuditTamperedError(msg)
     try:
-        stored = _stored(row)
+        stored = stored_of(row)
     except AssertionError:
         msg = f"audit record {seq} holds a value no audit record can hold"
         raise AuditTamperedError(msg) from None
@@ -202,6 +252,7 @@ def _check_row(row: sa.Row[tuple[object, ...]], *, seq: int, key: bytes, previou
     if expected != row.mac:
         msg = f"audit record {seq} does not match its MAC (edited, moved or forged)"
         raise AuditTamperedError(msg)
+    return stored
 
 
 def query(engine: sa.Engine, filters: AuditQuery) -> list[StoredRecord]:
@@ -226,4 +277,4 @@ def query(engine: sa.Engine, filters: AuditQuery) -> list[StoredRecord]:
     if filters.until_ns is not None:
         statement = statement.where(audit_log.c.occurred_at_ns < filters.until_ns)
     with engine.connect() as connection:
-        return [_stored(row) for row in connection.execute(statement)]
+        return [stored_of(row) for row in connection.execute(statement)]

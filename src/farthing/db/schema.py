@@ -15,6 +15,7 @@ __all__ = [
     "api_keys",
     "audit_head",
     "audit_log",
+    "audit_pruned",
     "ledger_accounts",
     "ledger_failed_transfers",
     "ledger_history_marks",
@@ -610,6 +611,18 @@ audit_head = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+# A single row: the records up to through_seq were pruned (``farthing audit prune``), and mac is
+# the MAC of record through_seq, where the chain goes on. The database lets records up to
+# through_seq be deleted and no others; a chained prune record must name the same pair.
+audit_pruned = sa.Table(
+    "audit_pruned",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("through_seq", sa.BigInteger, nullable=False),
     sa.Column("mac", sa.String(64), nullable=False),
     sa.CheckConstraint("id = 1", name="single_row"),
 )

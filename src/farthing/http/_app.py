@@ -12,13 +12,24 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import farthing
-from farthing.audit import AuditMiddleware, AuditWriter, audit_key_from
+from farthing.audit import (
+    TALLY_INTERVAL_S,
+    AnonymousRecords,
+    AuditMiddleware,
+    AuditWriter,
+    audit_key_from,
+    write_tally,
+)
 from farthing.config import Settings
 from farthing.db.engine import create_engine
 from farthing.http._errors import install_error_handlers
 from farthing.http._headers import SecurityHeaders
 from farthing.http._limits import BodySizeLimit
-from farthing.http._ratelimit import auth_failure_limiter_for, rate_limiter_for
+from farthing.http._ratelimit import (
+    anonymous_audit_budget_for,
+    auth_failure_limiter_for,
+    rate_limiter_for,
+)
 from farthing.ledger_service import LedgerService
 from farthing.ledger_service._router import router as ledger_router
 from farthing.vault import Vault
@@ -44,19 +55,23 @@ def create_app(settings: Settings) -> FastAPI:
     engine = create_engine(settings.database_url)
     ledger = LedgerService(engine, journal_key=settings.journal_key)
     audit = AuditWriter(engine, key=audit_key_from(settings.journal_key))
+    anonymous = AnonymousRecords(anonymous_audit_budget_for(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await ledger.start()
         worker = _start_worker(engine, settings)
+        tallies = asyncio.create_task(_write_tallies_every(anonymous, audit))
         try:
             yield
         finally:
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+            for task in (worker, tallies):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await ledger.stop()
+            write_tally(anonymous, audit)
             audit.stop()
             engine.dispose()
 
@@ -88,12 +103,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(stripe_router)
     app.add_middleware(BodySizeLimit, body_bytes_max=BODY_BYTES_MAX)
     # Outside the body limit so that its 413s are audited too; inside the request id.
-    app.add_middleware(AuditMiddleware, writer=audit)
+    app.add_middleware(AuditMiddleware, writer=audit, anonymous=anonymous)
     # Outermost, so that refusals by the body limit carry a Request-Id as well.
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SecurityHeaders)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _write_tallies_every(anonymous: AnonymousRecords, audit: AuditWriter) -> None:
+    while True:
+        await asyncio.sleep(TALLY_INTERVAL_S)
+        await asyncio.to_thread(write_tally, anonymous, audit)
 
 
 def _start_worker(engine: Any, settings: Settings) -> asyncio.Task[None] | None:

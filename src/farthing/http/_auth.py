@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from farthing.audit import THROTTLED_STATE
 from farthing.auth import ApiKey, authenticate
 from farthing.http._errors import ApiError
 from farthing.http._ratelimit import (
-    AuthFailureLimiter,
+    AddressLimiter,
     RateLimiter,
     authentication_throttled,
     rate_limited,
@@ -59,12 +58,10 @@ def require_any_key(request: Request) -> ApiKey:
 
 
 def _failed(request: Request, error: ApiError) -> ApiError:
-    """The 401 to answer, or a 429 once the client's address (or everyone) failed too often; the
-    audit trail tallies a throttled request instead of recording it (``THROTTLED_STATE``)."""
-    limiter: AuthFailureLimiter = request.app.state.auth_failure_limiter
+    """The 401 to answer, or a 429 once the client's address failed too often."""
+    limiter: AddressLimiter = request.app.state.auth_failure_limiter
     if limiter.allow(request.client.host if request.client else "-"):
         return error
-    setattr(request.state, THROTTLED_STATE, True)
     return authentication_throttled()
 
 

@@ -9,7 +9,7 @@ When Redis cannot be reached the shared limiter fails closed: 503 ``rate_limiter
 (see docs/security.md for why), never an unlimited pass.
 
 Requests without a valid key have no key to count against: their failures are counted per client
-address and for every address together (``AuthFailureLimiter``), in the same buckets' store.
+address (``auth_failure_limiter_for``), in the same buckets' store.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from farthing.config import REDIS_KEY_PREFIX_LENGTH_MAX, Settings
 from farthing.http._errors import ApiError
 
 __all__ = [
-    "AuthFailureLimiter",
+    "AddressLimiter",
     "InMemoryRateLimiter",
     "RateLimiter",
     "RedisRateLimiter",
+    "anonymous_audit_budget_for",
     "auth_failure_limiter_for",
     "authentication_throttled",
     "peer_bucket",
@@ -59,11 +60,12 @@ MICRO = 1_000_000
 # An idle bucket refills completely within burst / rate seconds; kept a little longer than that,
 # its expiry (a missing bucket counts as full) then forgets nothing.
 BUCKET_TTL_MARGIN_S = 1
-# Every client address together may fail authentication this many times one address's allowance.
+# The audit trail records failed requests without a key from every address together up to this
+# many times one address's allowance (farthing.audit's anonymous budget).
 AUTH_FAILURES_ALL_FACTOR = 10
 # One host commonly holds a whole IPv6 /64: its addresses share one bucket.
 IPV6_PEER_PREFIX_BITS = 64
-# Bucket names of failed authentications. Key ids never hold ':', so no key's bucket is one.
+# Bucket names per address. Key ids never hold ':', so no key's bucket is one.
 _PEER_BUCKET = "auth-failures:peer:"
 _ALL_BUCKET = "auth-failures:all"
 ADDRESS_LENGTH_MAX = 64
@@ -222,36 +224,46 @@ def peer_bucket(address: str) -> str:
     return _PEER_BUCKET + str(ip)
 
 
-class AuthFailureLimiter:
-    """Failed authentications (missing, unknown, revoked or expired keys), per client address and
-    for every address together. Past either limit a failing request is answered 429 instead of
-    401: a flood without a valid key costs a key look-up, never a stream of audit records (the
-    audit trail tallies throttled requests instead). Requests with a valid key never count here,
-    so a flood from a shared address does not lock its honest clients out."""
+class AddressLimiter:
+    """A limit per client address (``peer_bucket``), and optionally one of every address
+    together, counted in ``RateLimiter`` buckets."""
 
-    def __init__(self, *, per_address: RateLimiter, every_address: RateLimiter) -> None:
+    def __init__(self, *, per_address: RateLimiter, every_address: RateLimiter | None) -> None:
         self._per_address = per_address
         self._every_address = every_address
 
     def allow(self, address: str) -> bool:
-        """Count one failure from the address; False when it is over a limit."""
+        """Count one event from the address; False when it is over a limit."""
         if not self._per_address.allow(peer_bucket(address)):
             return False  # Not counted against everyone: one address cannot drain the rest.
-        return self._every_address.allow(_ALL_BUCKET)
+        return self._every_address is None or self._every_address.allow(_ALL_BUCKET)
 
 
-def auth_failure_limiter_for(settings: Settings, keys: RateLimiter) -> AuthFailureLimiter:
-    """Kept where the keys' buckets are (``keys``: this process, or Redis)."""
+def auth_failure_limiter_for(settings: Settings, keys: RateLimiter) -> AddressLimiter:
+    """Failed authentications (missing, unknown, revoked or expired keys) per client address,
+    kept where the keys' buckets are (``keys``: this process, or Redis). Past the limit a failing
+    request is answered 429 instead of 401, so a client cannot make the server look keys up
+    without end. Requests with a valid key never count, so a flood from a shared address does not
+    lock its honest clients out; and there is no limit of every address together, which a few
+    addresses could drain to turn everyone's 401s into 429s."""
     rate, burst = settings.auth_failures_per_s, settings.auth_failure_burst
-    every_rate, every_burst = rate * AUTH_FAILURES_ALL_FACTOR, burst * AUTH_FAILURES_ALL_FACTOR
     if isinstance(keys, RedisRateLimiter):
-        return AuthFailureLimiter(
-            per_address=keys.with_rate(rate_per_s=rate, burst=burst),
-            every_address=keys.with_rate(rate_per_s=every_rate, burst=every_burst),
-        )
-    return AuthFailureLimiter(
+        per_address: RateLimiter = keys.with_rate(rate_per_s=rate, burst=burst)
+    else:
+        per_address = InMemoryRateLimiter(rate_per_s=rate, burst=burst)
+    return AddressLimiter(per_address=per_address, every_address=None)
+
+
+def anonymous_audit_budget_for(settings: Settings) -> AddressLimiter:
+    """How many failed requests without a valid key each process records one by one: per client
+    address as for failed authentications, and ten times that for every address together. Kept
+    in this process's memory, so it holds while Redis is down."""
+    rate, burst = settings.auth_failures_per_s, settings.auth_failure_burst
+    return AddressLimiter(
         per_address=InMemoryRateLimiter(rate_per_s=rate, burst=burst),
-        every_address=InMemoryRateLimiter(rate_per_s=every_rate, burst=every_burst),
+        every_address=InMemoryRateLimiter(
+            rate_per_s=rate * AUTH_FAILURES_ALL_FACTOR, burst=burst * AUTH_FAILURES_ALL_FACTOR
+        ),
     )
 
 
