@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -764,6 +764,7 @@ def audit_prune(
         AUDIT_RETENTION_DAYS_MIN,
         PRUNE_BATCH_SIZE_MAX,
         AuditTamperedError,
+        open_archive,
         prune,
     )
     from farthing.config import Settings  # noqa: PLC0415
@@ -778,7 +779,7 @@ def audit_prune(
     engine = open_initialised(Settings.from_env(database_url=database_url).database_url)
     try:
         with contextlib.ExitStack() as stack:
-            file = None if archive is None else stack.enter_context(_private_append(archive))
+            file = None if archive is None else stack.enter_context(open_archive(archive))
             report = prune(
                 engine, _audit_key(), before_ns=before_ns, archive=file, batch_size=batch_size
             )
@@ -789,12 +790,6 @@ def audit_prune(
     finally:
         engine.dispose()
     typer.echo(json.dumps(dataclasses.asdict(report)))
-
-
-def _private_append(path: Path) -> TextIO:
-    """The archive, opened for appending; created readable by its owner only."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    return os.fdopen(descriptor, "a", encoding="utf-8")
 
 
 def _parse_head(text: str) -> tuple[int, str]:

@@ -82,3 +82,15 @@ def test_origins_are_bounded() -> None:
     assert len(tallies) == 2 * (TALLY_ORIGINS_MAX + 1)
     assert tallies[(OTHER_ORIGINS, 401)][0] == extra
     assert sum(count for count, _, _ in tallies.values()) == 2 * (TALLY_ORIGINS_MAX + extra)
+
+
+def test_origins_are_tallied_as_their_budget_groups_them() -> None:
+    """One host's many IPv6 addresses are one origin: they cannot fill the tally's origins."""
+    anonymous = AnonymousRecords(_Budget(0), group=lambda address: address.rsplit(":", 1)[0])
+    for n in range(2 * TALLY_ORIGINS_MAX):
+        assert not anonymous.admit(_record(f"2001:db8::{n}", START_NS + n))
+    assert anonymous.admit(_record("2001:db8::1", START_NS, key=True))
+    tallies = _tallies(anonymous.take())
+    assert tallies == {
+        ("2001:db8:", 401): (2 * TALLY_ORIGINS_MAX, START_NS, START_NS + 2 * TALLY_ORIGINS_MAX - 1)
+    }

@@ -20,6 +20,7 @@ from farthing.audit import (
     PruneReport,
     StoredRecord,
     append,
+    open_archive,
     prune,
     query,
     verify,
@@ -208,3 +209,59 @@ def test_the_command_keeps_a_year_and_archives_privately(sqlite_url: str, tmp_pa
         assert "ok: 1 audit records (1 to 3 pruned)" in verified.stderr
     finally:
         engine.dispose()
+
+
+def test_prune_refuses_a_start_moved_behind_its_back(engine: sa.Engine, tmp_path: Path) -> None:
+    """Records deleted at the start of a never-pruned trail, the start moved after them: the
+    next prune must not go on from there (it would leave a trail with a hole that verifies)."""
+    _append(engine, [OLD_NS + n for n in range(10)] + [time.time_ns()])
+    with begin_write(engine) as connection:
+        mac = _mac_of(connection, 5)
+        connection.execute(audit_pruned.update().values(through_seq=5, mac=mac))
+        connection.execute(audit_log.delete().where(audit_log.c.seq <= 5))
+    archive = tmp_path / "archive.jsonl"
+    with open_archive(archive) as file, pytest.raises(AuditTamperedError, match="no prune record"):
+        prune(engine, KEY, before_ns=CUTOFF_NS, archive=file)
+    assert archive.read_text() == ""
+    assert sorted(_all(engine)) == list(range(6, 12))
+    with pytest.raises(AuditTamperedError, match="no prune record names that start"):
+        verify(engine, KEY)
+
+
+def test_an_expected_head_that_was_pruned_cannot_pass(engine: sa.Engine) -> None:
+    _pruned_trail(engine)
+    with engine.connect() as connection:
+        start = connection.execute(sa.select(audit_pruned)).one()
+    assert verify(engine, KEY, expect_head=(10, start.mac)).records == 4  # the start itself
+    with pytest.raises(AuditTamperedError, match="expected head 3 was pruned"):
+        verify(engine, KEY, expect_head=(3, "f" * 64))
+    with pytest.raises(AuditTamperedError, match="expected head 10 was pruned"):
+        verify(engine, KEY, expect_head=(10, "f" * 64))
+
+
+def test_the_start_only_moves_forward(engine: sa.Engine) -> None:
+    _pruned_trail(engine)
+    for statement in (
+        "UPDATE audit_pruned SET through_seq = 3",
+        "DELETE FROM audit_pruned",
+    ):
+        with pytest.raises(sa.exc.DatabaseError, match="only moves forward"), engine.begin() as c:
+            c.exec_driver_sql(statement)
+    with begin_write(engine) as connection:  # An intruder drops the guards: verify names it.
+        drop_append_only_guard(connection)
+        connection.execute(audit_pruned.delete())
+    with pytest.raises(AuditTamperedError, match="audit_pruned row is missing"):
+        verify(engine, KEY)
+
+
+def test_an_archive_cut_by_a_crash_is_mended(tmp_path: Path) -> None:
+    path = tmp_path / "archive.jsonl"
+    path.write_text('{"seq": 1}\n{"seq": 2, "acto')
+    path.chmod(0o644)
+    with open_archive(path) as archive:
+        archive.write('{"seq": 2}\n')
+    assert path.read_text() == '{"seq": 1}\n{"seq": 2}\n'
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_bytes(b"x" * 100_000)  # not an archive
+    with pytest.raises(AuditTamperedError, match="does not end in archive lines"):
+        open_archive(path)

@@ -56,9 +56,15 @@ def drop_append_only_guard(connection: sa.Connection) -> None:
     """What an intruder with write access to the database would do first."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        connection.exec_driver_sql("ALTER TABLE audit_pruned DISABLE TRIGGER USER")
     else:
-        connection.exec_driver_sql("DROP TRIGGER audit_log_no_update")
-        connection.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
+        for trigger in (
+            "audit_log_no_update",
+            "audit_log_no_delete",
+            "audit_pruned_no_delete",
+            "audit_pruned_forward_only",
+        ):
+            connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
 
 
 def _fill(engine: sa.Engine, count: int) -> None:

@@ -14,6 +14,7 @@ from farthing.http._ratelimit import (
     AUTH_FAILURES_ALL_FACTOR,
     AddressLimiter,
     InMemoryRateLimiter,
+    address_group,
     anonymous_audit_budget_for,
     auth_failure_limiter_for,
     peer_bucket,
@@ -35,6 +36,8 @@ def test_ipv4_addresses_count_alone_and_ipv6_by_64() -> None:
     assert peer_bucket("::ffff:203.0.113.7") == peer_bucket("203.0.113.7")
     assert peer_bucket("testclient") == peer_bucket("testclient")
     assert len(peer_bucket("x" * 10_000)) < 100
+    assert address_group("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_group("203.0.113.7") == "203.0.113.7"
     # Never a key's bucket: key ids hold no ':'.
     assert ":" in peer_bucket("203.0.113.7")
 

@@ -23,6 +23,7 @@ from farthing.audit._retention import (
     AUDIT_RETENTION_DAYS_MIN,
     PRUNE_BATCH_SIZE_MAX,
     PruneReport,
+    open_archive,
     prune,
 )
 from farthing.audit._store import (
@@ -57,6 +58,7 @@ __all__ = [
     "audit_key_from",
     "clean_id",
     "clean_text",
+    "open_archive",
     "operator_name",
     "prune",
     "query",

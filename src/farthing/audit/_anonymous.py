@@ -12,6 +12,7 @@ Requests with a valid key are always recorded one by one: their key is accountab
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,8 +54,11 @@ class _Count:
 class AnonymousRecords:
     """Decides which failed anonymous requests are recorded one by one; tallies the rest."""
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, *, group: Callable[[str], str] = str) -> None:
+        """``group``: the origin as its budget counts it (in the server, an IPv6 address's /64),
+        so that one host cannot fill the tally's origins with addresses of its own."""
         self._budget = budget
+        self._group = group
         self._tally: dict[tuple[str, int], _Count] = {}
         self._origins: set[str] = set()
 
@@ -64,7 +68,7 @@ class AnonymousRecords:
             return True
         if self._budget.allow(record.origin):
             return True
-        origin = record.origin
+        origin = self._group(record.origin)
         if origin not in self._origins:
             if len(self._origins) >= TALLY_ORIGINS_MAX:
                 origin = OTHER_ORIGINS
@@ -82,7 +86,8 @@ class AnonymousRecords:
         return False
 
     def take(self) -> list[AuditRecord]:
-        """The tally's records, oldest first; the tally starts over."""
+        """The tally's records, oldest first; the tally starts over. Call it where ``admit``
+        runs (the event loop): the two are not locked against each other."""
         tally, self._tally, self._origins = self._tally, {}, set()
         records = [
             AuditRecord(
@@ -100,11 +105,9 @@ class AnonymousRecords:
         return sorted(records, key=lambda record: record.occurred_at_ns)
 
 
-def write_tally(anonymous: AnonymousRecords, writer: AuditWriter) -> None:
-    """Write the tally now (in the caller's thread). If the trail refuses it, say so and go on:
-    the requests it counts failed and changed nothing, and the trail's own failure makes the
-    server refuse requests until it is written to again."""
-    records = anonymous.take()
+def write_tally(records: list[AuditRecord], writer: AuditWriter) -> None:
+    """Write records ``AnonymousRecords.take`` gave, in the caller's thread. If the trail
+    refuses them, say so and go on: the requests they count failed and changed nothing."""
     for start in range(0, len(records), APPEND_BATCH_SIZE_MAX):
         batch = records[start : start + APPEND_BATCH_SIZE_MAX]
         try:

@@ -14,16 +14,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import sqlalchemy as sa
 
 from farthing.audit._operator import record_operator_action
+from farthing.audit._record import GENESIS_MAC
 from farthing.audit._store import (
     PRUNE_ACTION,
     PRUNE_THROUGH_PREFIX,
     AuditTamperedError,
     check_row,
+    prune_claim,
 )
 from farthing.db.engine import begin_write
 from farthing.db.schema import audit_head, audit_log, audit_pruned
@@ -32,6 +35,7 @@ __all__ = [
     "AUDIT_RETENTION_DAYS_MIN",
     "PRUNE_BATCH_SIZE_MAX",
     "PruneReport",
+    "open_archive",
     "prune",
 ]
 
@@ -40,6 +44,9 @@ AUDIT_RETENTION_DAYS_MIN = 365
 PRUNE_BATCH_SIZE_MAX = 10_000
 # Batches per run: a run prunes at most this many times PRUNE_BATCH_SIZE_MAX records.
 PRUNE_BATCHES_MAX = 10_000
+# An archive line is one record (a few hundred bytes); a file whose last this many bytes hold no
+# line end is not an archive.
+ARCHIVE_LINE_BYTES_MAX = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +97,7 @@ def _prune_batch(
     connection.execute(head).one()
     start = connection.execute(sa.select(audit_pruned).where(audit_pruned.c.id == 1)).one()
     seq, mac = int(start.through_seq), str(start.mac)
+    _check_start(connection, key, seq, mac)
     rows = connection.execute(
         sa.select(audit_log)
         .where(audit_log.c.seq > seq)
@@ -118,6 +126,76 @@ def _prune_batch(
         connection, key, action=PRUNE_ACTION, object_ids=(PRUNE_THROUGH_PREFIX + str(seq), mac)
     )
     return len(due), seq
+
+
+def _check_start(connection: sa.Connection, key: bytes, through: int, mac: str) -> None:
+    """The trail starts where its newest prune record says (or at the genesis, with none): else
+    someone deleted records and moved the start along, and pruning on from there would archive
+    a trail with a hole in it that verifies."""
+    row = connection.execute(
+        sa.select(audit_log)
+        .where(audit_log.c.action == PRUNE_ACTION, audit_log.c.object_ids.is_not(None))
+        .order_by(audit_log.c.seq.desc())
+        .limit(1)
+    ).one_or_none()
+    claim = None
+    if row is not None:
+        previous = mac if row.seq - 1 == through else _mac_of(connection, row.seq - 1)
+        claim = prune_claim(check_row(row, seq=row.seq, key=key, previous_mac=previous).record)
+    if claim != (None if (through, mac) == (0, GENESIS_MAC) else (through, mac)):
+        msg = (
+            f"the trail starts after audit record {through}, but no prune record names that "
+            "start (records deleted?); run `farthing audit verify`"
+        )
+        raise AuditTamperedError(msg)
+
+
+def _mac_of(connection: sa.Connection, seq: int) -> str:
+    mac = connection.execute(sa.select(audit_log.c.mac).where(audit_log.c.seq == seq)).scalar()
+    if mac is None:
+        msg = f"audit record {seq} is missing"
+        raise AuditTamperedError(msg)
+    return str(mac)
+
+
+def open_archive(path: Path) -> TextIO:
+    """The archive, for appending, readable by its owner only. A line left half-written by a
+    crash is cut off first (its record is still in the database: it is archived again)."""
+    created = not path.exists()
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        _cut_partial_line(descriptor, path)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    if created:
+        _fsync_directory(path.parent)
+    return os.fdopen(descriptor, "a", encoding="utf-8")
+
+
+def _cut_partial_line(descriptor: int, path: Path) -> None:
+    size = os.lseek(descriptor, 0, os.SEEK_END)
+    tail_start = max(0, size - ARCHIVE_LINE_BYTES_MAX)
+    os.lseek(descriptor, tail_start, os.SEEK_SET)
+    tail = os.read(descriptor, size - tail_start)
+    end = tail.rfind(b"\n") + 1
+    if end == 0 and tail_start > 0:
+        msg = f"{path} does not end in archive lines"
+        raise AuditTamperedError(msg)
+    if tail_start + end != size:
+        os.ftruncate(descriptor, tail_start + end)
+        os.fsync(descriptor)
+    os.lseek(descriptor, 0, os.SEEK_END)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """A new file's name is durable once its directory is."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _write_archive(archive: TextIO, lines: list[dict[str, Any]]) -> None:

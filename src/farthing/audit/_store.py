@@ -194,33 +194,66 @@ def verify(
     The start is the genesis, or after the records ``farthing audit prune`` deleted: then the
     newest prune record in the chain must name that very start.
     """
-    with engine.connect() as connection, connection.begin():
-        head = connection.execute(sa.select(audit_head)).one()
-        start = connection.execute(sa.select(audit_pruned)).one()
-        total = int(head.seq)
-        seq, mac = int(start.through_seq), str(start.mac)
-        claim: tuple[int, str] | None = None
-        for row in _pages(connection, seq):
-            seq += 1
-            stored = check_row(row, seq=seq, key=key, previous_mac=mac)
-            mac = row.mac
-            claim = prune_claim(stored.record) or claim
-            if expect_head is not None and expect_head[0] == seq and expect_head[1] != mac:
-                msg = f"audit record {seq} differs from the expected head"
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # One snapshot for every read: a prune or an append committing meanwhile is seen
+            # wholly or not at all, never as a trail whose start and records disagree.
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            head = connection.execute(sa.select(audit_head)).one()
+            start = connection.execute(sa.select(audit_pruned)).one_or_none()
+            if start is None:
+                msg = "the audit_pruned row is missing: where the trail starts is unknown"
                 raise AuditTamperedError(msg)
-            if progress is not None and seq % VERIFY_PAGE_SIZE_MAX == 0:
-                progress(seq, total)
-    _check_start(int(start.through_seq), str(start.mac), claim)
-    if (seq, mac) != (total, head.mac):
-        msg = f"audit head says record {total} but the chain ends at record {seq}"
+            through, start_mac = int(start.through_seq), str(start.mac)
+            _check_expected_start(through, start_mac, expect_head)
+            seq, mac, claim = _walk(
+                connection, key, through, start_mac, expect_head, progress, int(head.seq)
+            )
+    _check_start(through, start_mac, claim)
+    if (seq, mac) != (int(head.seq), head.mac):
+        msg = f"audit head says record {head.seq} but the chain ends at record {seq}"
         raise AuditTamperedError(msg)
     if expect_head is not None and seq < expect_head[0]:
         msg = f"audit trail ends at record {seq}, before the expected head {expect_head[0]}"
         raise AuditTamperedError(msg)
-    records = seq - int(start.through_seq)
-    return AuditReport(
-        records=records, head_seq=seq, head_mac=mac, pruned_through=int(start.through_seq)
-    )
+    return AuditReport(records=seq - through, head_seq=seq, head_mac=mac, pruned_through=through)
+
+
+def _walk(  # noqa: PLR0913 - the walk's start, its checks and its progress
+    connection: sa.Connection,
+    key: bytes,
+    seq: int,
+    mac: str,
+    expect_head: tuple[int, str] | None,
+    progress: Callable[[int, int], None] | None,
+    total: int,
+) -> tuple[int, str, tuple[int, str] | None]:
+    """Check every record after ``seq``; returns the last seq, its MAC and the newest claim."""
+    claim: tuple[int, str] | None = None
+    for row in _pages(connection, seq):
+        seq += 1
+        stored = check_row(row, seq=seq, key=key, previous_mac=mac)
+        mac = row.mac
+        claim = prune_claim(stored.record) or claim
+        if expect_head is not None and expect_head[0] == seq and expect_head[1] != mac:
+            msg = f"audit record {seq} differs from the expected head"
+            raise AuditTamperedError(msg)
+        if progress is not None and seq % VERIFY_PAGE_SIZE_MAX == 0:
+            progress(seq, total)
+    return seq, mac, claim
+
+
+def _check_expected_start(through: int, mac: str, expect_head: tuple[int, str] | None) -> None:
+    """An expected head at or before the start can only be checked if it is the start itself."""
+    if expect_head is None or expect_head[0] > through:
+        return
+    if expect_head != (through, mac):
+        msg = (
+            f"the expected head {expect_head[0]} was pruned (the trail starts after record "
+            f"{through}): it cannot be checked; record a newer head"
+        )
+        raise AuditTamperedError(msg)
 
 
 def _check_start(through: int, mac: str, claim: tuple[int, str] | None) -> None:

@@ -603,6 +603,13 @@ audit_log = sa.Table(
     sa.Index(None, "actor", "occurred_at_ns"),
     sa.Index(None, "tenant_id", "occurred_at_ns"),
     sa.Index(None, "occurred_at_ns"),
+    # Only prune records (farthing.audit's PRUNE_ACTION): prune finds the newest by it.
+    sa.Index(
+        "ix_audit_log_prunes",
+        "seq",
+        sqlite_where=sa.text("action = 'audit prune'"),
+        postgresql_where=sa.text("action = 'audit prune'"),
+    ),
 )
 
 # A single row: the newest audit record. Locking it serialises appends across processes.

@@ -26,6 +26,7 @@ from farthing.http._errors import install_error_handlers
 from farthing.http._headers import SecurityHeaders
 from farthing.http._limits import BodySizeLimit
 from farthing.http._ratelimit import (
+    address_group,
     anonymous_audit_budget_for,
     auth_failure_limiter_for,
     rate_limiter_for,
@@ -55,23 +56,24 @@ def create_app(settings: Settings) -> FastAPI:
     engine = create_engine(settings.database_url)
     ledger = LedgerService(engine, journal_key=settings.journal_key)
     audit = AuditWriter(engine, key=audit_key_from(settings.journal_key))
-    anonymous = AnonymousRecords(anonymous_audit_budget_for(settings))
+    anonymous = AnonymousRecords(anonymous_audit_budget_for(settings), group=address_group)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await ledger.start()
         worker = _start_worker(engine, settings)
-        tallies = asyncio.create_task(_write_tallies_every(anonymous, audit))
+        stopping = asyncio.Event()
+        tallies = asyncio.create_task(_write_tallies(anonymous, audit, stopping))
         try:
             yield
         finally:
-            for task in (worker, tallies):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            stopping.set()
+            await tallies  # The last tally is written before the writer stops.
             await ledger.stop()
-            write_tally(anonymous, audit)
             audit.stop()
             engine.dispose()
 
@@ -111,10 +113,17 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _write_tallies_every(anonymous: AnonymousRecords, audit: AuditWriter) -> None:
-    while True:
-        await asyncio.sleep(TALLY_INTERVAL_S)
-        await asyncio.to_thread(write_tally, anonymous, audit)
+async def _write_tallies(
+    anonymous: AnonymousRecords, audit: AuditWriter, stopping: asyncio.Event
+) -> None:
+    """The tally of failed requests without a key, every TALLY_INTERVAL_S and when stopping.
+    Taken on the event loop, where the audit middleware adds to it; written in a thread."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), TALLY_INTERVAL_S)
+        records = anonymous.take()
+        if records:
+            await asyncio.to_thread(write_tally, records, audit)
 
 
 def _start_worker(engine: Any, settings: Settings) -> asyncio.Task[None] | None:

@@ -33,6 +33,7 @@ __all__ = [
     "InMemoryRateLimiter",
     "RateLimiter",
     "RedisRateLimiter",
+    "address_group",
     "anonymous_audit_budget_for",
     "auth_failure_limiter_for",
     "authentication_throttled",
@@ -210,18 +211,23 @@ def rate_limiter_for(settings: Settings) -> RateLimiter:
     )
 
 
-def peer_bucket(address: str) -> str:
-    """The bucket of a client address: an IPv4 address, or the /64 an IPv6 address lies in;
-    anything else (a Unix socket, a test client's name) as its bounded text."""
+def address_group(address: str) -> str:
+    """What counts as one client: an IPv4 address, or the /64 an IPv6 address lies in; anything
+    else (a Unix socket, a test client's name) as its bounded text."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return _PEER_BUCKET + address[:ADDRESS_LENGTH_MAX]
+        return address[:ADDRESS_LENGTH_MAX]
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
-            return _PEER_BUCKET + str(ip.ipv4_mapped)
-        return _PEER_BUCKET + str(ipaddress.IPv6Network((ip, IPV6_PEER_PREFIX_BITS), strict=False))
-    return _PEER_BUCKET + str(ip)
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PEER_PREFIX_BITS), strict=False))
+    return str(ip)
+
+
+def peer_bucket(address: str) -> str:
+    """The bucket of a client address (``address_group``)."""
+    return _PEER_BUCKET + address_group(address)
 
 
 class AddressLimiter:
