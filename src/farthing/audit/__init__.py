@@ -8,7 +8,7 @@ card number or a CVC: actors are key ids, actions are route templates, objects a
 
 from __future__ import annotations
 
-from farthing.audit._anonymous import TALLY_INTERVAL_S, AnonymousRecords, write_tally
+from farthing.audit._anonymous import AnonymousRecords, write_tallies
 from farthing.audit._middleware import AUDIT_KEY_STATE, REQUEST_ID_STATE, AuditMiddleware
 from farthing.audit._operator import operator_name, record_operator_action
 from farthing.audit._record import (
@@ -44,7 +44,6 @@ __all__ = [
     "PRUNE_BATCH_SIZE_MAX",
     "QUERY_LIMIT_MAX",
     "REQUEST_ID_STATE",
-    "TALLY_INTERVAL_S",
     "AnonymousRecords",
     "AuditMiddleware",
     "AuditQuery",
@@ -66,5 +65,5 @@ __all__ = [
     "safe_id",
     "safe_text",
     "verify",
-    "write_tally",
+    "write_tallies",
 ]

@@ -11,6 +11,8 @@ Requests with a valid key are always recorded one by one: their key is accountab
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ __all__ = [
     "TALLY_ORIGINS_MAX",
     "AnonymousRecords",
     "Budget",
-    "write_tally",
+    "write_tallies",
 ]
 
 TALLY_INTERVAL_S = 60.0
@@ -105,9 +107,22 @@ class AnonymousRecords:
         return sorted(records, key=lambda record: record.occurred_at_ns)
 
 
-def write_tally(records: list[AuditRecord], writer: AuditWriter) -> None:
-    """Write records ``AnonymousRecords.take`` gave, in the caller's thread. If the trail
-    refuses them, say so and go on: the requests they count failed and changed nothing."""
+async def write_tallies(
+    anonymous: AnonymousRecords, writer: AuditWriter, stopping: asyncio.Event
+) -> None:
+    """Write the tally every TALLY_INTERVAL_S, and once more when ``stopping`` is set. Taken on
+    the event loop, where the audit middleware adds to it; written in a thread."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), TALLY_INTERVAL_S)
+        records = anonymous.take()
+        if records:
+            await asyncio.to_thread(_write, records, writer)
+
+
+def _write(records: list[AuditRecord], writer: AuditWriter) -> None:
+    """If the trail refuses the tally, say so and go on: the requests it counts failed and
+    changed nothing."""
     for start in range(0, len(records), APPEND_BATCH_SIZE_MAX):
         batch = records[start : start + APPEND_BATCH_SIZE_MAX]
         try:

@@ -20,13 +20,14 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 
 from farthing.audit._operator import record_operator_action
-from farthing.audit._record import GENESIS_MAC
 from farthing.audit._store import (
     PRUNE_ACTION,
     PRUNE_THROUGH_PREFIX,
     AuditTamperedError,
     check_row,
+    check_start,
     prune_claim,
+    records_after,
 )
 from farthing.db.engine import begin_write
 from farthing.db.schema import audit_head, audit_log, audit_pruned
@@ -98,12 +99,7 @@ def _prune_batch(
     start = connection.execute(sa.select(audit_pruned).where(audit_pruned.c.id == 1)).one()
     seq, mac = int(start.through_seq), str(start.mac)
     _check_start(connection, key, seq, mac)
-    rows = connection.execute(
-        sa.select(audit_log)
-        .where(audit_log.c.seq > seq)
-        .order_by(audit_log.c.seq)
-        .limit(batch_size)
-    ).all()
+    rows = records_after(connection, seq, batch_size)
     due: list[dict[str, Any]] = []
     for row in rows:
         if row.occurred_at_ns >= before_ns:
@@ -129,9 +125,9 @@ def _prune_batch(
 
 
 def _check_start(connection: sa.Connection, key: bytes, through: int, mac: str) -> None:
-    """The trail starts where its newest prune record says (or at the genesis, with none): else
-    someone deleted records and moved the start along, and pruning on from there would archive
-    a trail with a hole in it that verifies."""
+    """The trail starts where its newest prune record says, as verify requires: else someone
+    deleted records and moved the start along, and pruning on from there would archive a trail
+    with a hole in it that verifies."""
     row = connection.execute(
         sa.select(audit_log)
         .where(audit_log.c.action == PRUNE_ACTION, audit_log.c.object_ids.is_not(None))
@@ -142,12 +138,7 @@ def _check_start(connection: sa.Connection, key: bytes, through: int, mac: str) 
     if row is not None:
         previous = mac if row.seq - 1 == through else _mac_of(connection, row.seq - 1)
         claim = prune_claim(check_row(row, seq=row.seq, key=key, previous_mac=previous).record)
-    if claim != (None if (through, mac) == (0, GENESIS_MAC) else (through, mac)):
-        msg = (
-            f"the trail starts after audit record {through}, but no prune record names that "
-            "start (records deleted?); run `farthing audit verify`"
-        )
-        raise AuditTamperedError(msg)
+    check_start(through, mac, claim)
 
 
 def _mac_of(connection: sa.Connection, seq: int) -> str:

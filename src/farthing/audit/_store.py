@@ -22,9 +22,10 @@ __all__ = [
     "StoredRecord",
     "append",
     "check_row",
+    "check_start",
     "prune_claim",
     "query",
-    "stored_of",
+    "records_after",
     "verify",
 ]
 
@@ -134,7 +135,7 @@ def _row(seq: int, record: AuditRecord, mac: str) -> dict[str, object]:
     }
 
 
-def stored_of(row: sa.Row[tuple[object, ...]]) -> StoredRecord:
+def _stored(row: sa.Row[tuple[object, ...]]) -> StoredRecord:
     values = row._mapping  # noqa: SLF001 - SQLAlchemy's public mapping view of a row
     record = AuditRecord(
         occurred_at_ns=values["occurred_at_ns"],
@@ -153,14 +154,23 @@ def stored_of(row: sa.Row[tuple[object, ...]]) -> StoredRecord:
     return StoredRecord(seq=values["seq"], record=record, mac=values["mac"])
 
 
-def _pages(connection: sa.Connection, after: int) -> Iterator[sa.Row[tuple[object, ...]]]:
-    while True:
-        rows = connection.execute(
+def records_after(
+    connection: sa.Connection, after: int, limit: int
+) -> list[sa.Row[tuple[object, ...]]]:
+    """Up to ``limit`` stored records after seq ``after``, oldest first."""
+    return list(
+        connection.execute(
             sa.select(audit_log)
             .where(audit_log.c.seq > after)
             .order_by(audit_log.c.seq)
-            .limit(VERIFY_PAGE_SIZE_MAX)
+            .limit(limit)
         ).all()
+    )
+
+
+def _pages(connection: sa.Connection, after: int) -> Iterator[sa.Row[tuple[object, ...]]]:
+    while True:
+        rows = records_after(connection, after, VERIFY_PAGE_SIZE_MAX)
         yield from rows
         if len(rows) < VERIFY_PAGE_SIZE_MAX:
             return
@@ -210,7 +220,7 @@ def verify(
             seq, mac, claim = _walk(
                 connection, key, through, start_mac, expect_head, progress, int(head.seq)
             )
-    _check_start(through, start_mac, claim)
+    check_start(through, start_mac, claim)
     if (seq, mac) != (int(head.seq), head.mac):
         msg = f"audit head says record {head.seq} but the chain ends at record {seq}"
         raise AuditTamperedError(msg)
@@ -256,7 +266,7 @@ def _check_expected_start(through: int, mac: str, expect_head: tuple[int, str] |
         raise AuditTamperedError(msg)
 
 
-def _check_start(through: int, mac: str, claim: tuple[int, str] | None) -> None:
+def check_start(through: int, mac: str, claim: tuple[int, str] | None) -> None:
     """A trail that does not start at the genesis must start where its newest prune says."""
     if through == 0 and mac == GENESIS_MAC and claim is None:
         return
@@ -276,7 +286,7 @@ def check_row(
         msg = f"audit record {seq} is missing (next is {row.seq})"
         raise AuditTamperedError(msg)
     try:
-        stored = stored_of(row)
+        stored = _stored(row)
     except AssertionError:
         msg = f"audit record {seq} holds a value no audit record can hold"
         raise AuditTamperedError(msg) from None
@@ -310,4 +320,4 @@ def query(engine: sa.Engine, filters: AuditQuery) -> list[StoredRecord]:
     if filters.until_ns is not None:
         statement = statement.where(audit_log.c.occurred_at_ns < filters.until_ns)
     with engine.connect() as connection:
-        return [stored_of(row) for row in connection.execute(statement)]
+        return [_stored(row) for row in connection.execute(statement)]

@@ -13,12 +13,11 @@ from fastapi.openapi.utils import get_openapi
 
 import farthing
 from farthing.audit import (
-    TALLY_INTERVAL_S,
     AnonymousRecords,
     AuditMiddleware,
     AuditWriter,
     audit_key_from,
-    write_tally,
+    write_tallies,
 )
 from farthing.config import Settings
 from farthing.db.engine import create_engine
@@ -63,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         await ledger.start()
         worker = _start_worker(engine, settings)
         stopping = asyncio.Event()
-        tallies = asyncio.create_task(_write_tallies(anonymous, audit, stopping))
+        tallies = asyncio.create_task(write_tallies(anonymous, audit, stopping))
         try:
             yield
         finally:
@@ -111,19 +110,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-async def _write_tallies(
-    anonymous: AnonymousRecords, audit: AuditWriter, stopping: asyncio.Event
-) -> None:
-    """The tally of failed requests without a key, every TALLY_INTERVAL_S and when stopping.
-    Taken on the event loop, where the audit middleware adds to it; written in a thread."""
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), TALLY_INTERVAL_S)
-        records = anonymous.take()
-        if records:
-            await asyncio.to_thread(write_tally, records, audit)
 
 
 def _start_worker(engine: Any, settings: Settings) -> asyncio.Task[None] | None:
